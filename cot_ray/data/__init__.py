@@ -1,0 +1,1 @@
+"""Datasets: the CoT corpus (Parquet), and later the SFT/RL data pipelines."""

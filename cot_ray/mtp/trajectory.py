@@ -1,0 +1,72 @@
+"""Trajectory records: everything that happened while one problem was solved.
+
+A record keeps every proposed step (accepted or not), so training, RL and evaluation all read
+the same structure: SFT reads accepted steps, RL reads token ids and log-probs, evaluation reads
+answers, rejections and verification labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cot_ray.tasks import Problem
+
+
+@dataclass
+class StepRecord:
+    """One proposal R at state S, with the policy's own verification V if it wrote one.
+
+    ``verification`` is None when no verification was asked for (MTP, or the reflective budget
+    was used up), "" when the policy skipped it (optional verification), else the labels text.
+    ``valid`` is False when T could not read the step (malformed output); ``error`` says why.
+    ``backtrack`` marks a rejection that exhausted the RTBS width and sent the search back.
+    """
+
+    state: str
+    step: str
+    verification: str | None = None
+    rejected: bool = False
+    valid: bool = True
+    error: str = ""
+    attempt: int = 0
+    backtrack: bool = False
+    step_token_ids: list[int] = field(default_factory=list)
+    step_logprobs: list[float] = field(default_factory=list)
+    verify_token_ids: list[int] = field(default_factory=list)
+    verify_logprobs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Trajectory:
+    """A problem, the steps proposed on it and how the run ended.
+
+    ``finish`` is "answer" (an answer step was accepted), "budget" (the step budget ran out) or
+    "invalid" (an accepted step could not be read by T).
+    """
+
+    problem: Problem
+    mode: str
+    steps: list[StepRecord] = field(default_factory=list)
+    answer: str | None = None
+    correct: bool = False
+    finish: str = ""
+    policy_version: int = 0
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(s.step_token_ids) + len(s.verify_token_ids) for s in self.steps)
+
+    @property
+    def n_rejections(self) -> int:
+        return sum(s.rejected for s in self.steps)
+
+    @property
+    def n_reflections(self) -> int:
+        """Steps that carry a non-empty verification (the paper's reflection frequency counts)."""
+        return sum(bool(s.verification) for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_tokens"] = self.n_tokens
+        return d

@@ -1,0 +1,1 @@
+"""Stage IV: reinforcement learning (environments for RLlib now; GRPO/PPO learner later)."""

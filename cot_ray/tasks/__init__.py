@@ -1,0 +1,32 @@
+"""Reasoning tasks (pure Python): multiplication and Sudoku, with their expert and verifier."""
+
+from cot_ray.tasks.base import (
+    DIFFICULTIES,
+    IN_DISTRIBUTION,
+    NEGATIVE,
+    POSITIVE,
+    Problem,
+    Task,
+    Transition,
+    Verification,
+    check_difficulty,
+    parse_labels,
+)
+from cot_ray.tasks.mult import Multiplication
+from cot_ray.tasks.sudoku import Sudoku
+
+TASKS: dict[str, type] = {"mult": Multiplication, "sudoku": Sudoku}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; raises ``ValueError`` naming the known tasks otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
+    return TASKS[name]()
+
+
+__all__ = [
+    "DIFFICULTIES", "IN_DISTRIBUTION", "NEGATIVE", "POSITIVE", "Problem", "Task", "TASKS",
+    "Transition", "Verification", "check_difficulty", "get_task", "parse_labels",
+    "Multiplication", "Sudoku",
+]

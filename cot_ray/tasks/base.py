@@ -1,0 +1,112 @@
+"""What every reasoning task provides to the Markov Thought Process.
+
+A task is pure Python: it generates problems by difficulty, writes states and steps as text,
+applies the transition T, checks answers and labels steps with the ground truth (the expert
+verifier). Nothing here knows about tokens, models or Ray.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+DIFFICULTIES: tuple[str, ...] = ("id-easy", "id-hard", "ood-hard")
+"""The paper's three levels; models train on the two in-distribution ones."""
+
+IN_DISTRIBUTION: tuple[str, ...] = ("id-easy", "id-hard")
+
+POSITIVE = "✓"
+NEGATIVE = "✗"
+
+
+def check_difficulty(difficulty: str) -> str:
+    """Return ``difficulty`` if it is one of the paper's levels, else raise a clear error."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; expected one of {', '.join(DIFFICULTIES)}")
+    return difficulty
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One query with its ground truth.
+
+    ``question`` is the JSON-able description users see (``{"x":..,"y":..}`` or
+    ``{"puzzle": "<81 digits>"}``); ``answer`` is the canonical correct answer text.
+    """
+
+    task: str
+    difficulty: str
+    question: dict[str, Any]
+    answer: str
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Result of T(state, step).
+
+    Exactly one of three outcomes: the step was malformed (``valid`` False, ``error`` says why),
+    the step was the answer (``answer`` set), or it led to ``next_state``.
+    """
+
+    valid: bool
+    next_state: str | None = None
+    answer: str | None = None
+    error: str = ""
+
+    @property
+    def is_answer(self) -> bool:
+        return self.answer is not None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Ground-truth labels for one step: one label (binary) or one per step element (detailed)."""
+
+    labels: tuple[bool, ...]
+
+    @property
+    def ok(self) -> bool:
+        """A step is accepted only if no label is negative (the paper's rejection rule)."""
+        return all(self.labels)
+
+    def text(self) -> str:
+        return "".join(POSITIVE if label else NEGATIVE for label in self.labels)
+
+
+def parse_labels(text: str) -> tuple[bool, ...] | None:
+    """Read a verification written by a model; ``None`` if it contains anything but labels."""
+    if any(ch not in (POSITIVE, NEGATIVE) for ch in text):
+        return None
+    return tuple(ch == POSITIVE for ch in text)
+
+
+class Task(Protocol):
+    """The interface the MTP core, the corpus generator and the verifier rely on."""
+
+    name: str
+
+    def generate(self, difficulty: str, rng: random.Random) -> Problem:
+        """A random problem of the given difficulty, fully determined by ``rng``."""
+
+    def initial_state(self, problem: Problem) -> str:
+        """S_0: the query written as a state."""
+
+    def transition(self, state: str, step: str) -> Transition:
+        """T(state, step): read the next state (or the answer) out of the step text."""
+
+    def expert_step(self, state: str, problem: Problem | None = None) -> str:
+        """The expert's next step; ``problem`` carries ground truth the state lacks (guesses)."""
+
+    def perturb_step(self, state: str, rng: random.Random) -> str:
+        """A well-formed but wrong step from ``state``: a planning error, for noisy experts."""
+
+    def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
+        """Ground-truth verification of ``step`` taken at ``state`` (binary or detailed)."""
+
+    def check_answer(self, problem: Problem, answer: str) -> bool:
+        """Outcome check ORM(Q, A): is ``answer`` a correct final answer to ``problem``?"""
+
+    def validate_state(self, state: str) -> str | None:
+        """``None`` if ``state`` is a well-formed state of this task, else a message saying why."""

@@ -1,0 +1,234 @@
+"""9x9 Sudoku as a Markov Thought Process (paper section 3.1, appendix D.2.2).
+
+State: the board as 81 digits, row by row, 0 for a blank. A step lists the cells it fills as
+``rcv`` triples (row, column, value; a guess is marked ``?``) and then writes the whole new board,
+which T takes as the next state:
+
+    014,285?733;<81 digits>
+
+The expert fills every naked single (a blank with exactly one candidate) and every hidden single
+(a value with one possible place in a row, column or block) at once; when there is none it guesses
+in a blank with the fewest candidates. Hidden singles (Chi & Lange 2013, the paper's reference)
+keep hard puzzles within the paper's step budget of 32. Expert guesses use the known solution, so
+expert traces never reach a dead end (a decision the paper leaves open, section 9). The step
+whose board has no blank left is the answer.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from cot_ray.tasks.base import Problem, Transition, Verification, check_difficulty
+
+BLANK_RANGES: dict[str, tuple[int, int]] = {
+    "id-easy": (9, 35),
+    "id-hard": (36, 53),
+    "ood-hard": (54, 62),
+}
+"""Number of blanks b per difficulty, inclusive (paper: 9<=b<36, 36<=b<54, 54<=b<63)."""
+
+_BOARD = re.compile(r"^[0-9]{81}$")
+_STEP = re.compile(r"^(\??[0-8][0-8][1-9](?:,\??[0-8][0-8][1-9])*);([0-9]{81})$")
+UNITS: tuple[tuple[int, ...], ...] = tuple(
+    [tuple(r * 9 + c for c in range(9)) for r in range(9)]
+    + [tuple(r * 9 + c for r in range(9)) for c in range(9)]
+    + [tuple((br + r) * 9 + bc + c for r in range(3) for c in range(3)) for br in (0, 3, 6) for bc in (0, 3, 6)]
+)
+PEERS: tuple[frozenset[int], ...] = tuple(
+    frozenset(j for unit in UNITS if i in unit for j in unit if j != i) for i in range(81)
+)
+ALL = frozenset(range(1, 10))
+
+
+def parse_board(text: str) -> list[int] | None:
+    return [int(ch) for ch in text] if _BOARD.match(text) else None
+
+
+def format_board(board: list[int]) -> str:
+    return "".join(map(str, board))
+
+
+def candidates(board: list[int], cell: int) -> set[int]:
+    return set(ALL - {board[j] for j in PEERS[cell]})
+
+
+def clashes(board: list[int]) -> list[bool]:
+    """Per cell: does its (non-zero) value repeat in its row, column or block?"""
+    return [v != 0 and any(board[j] == v for j in PEERS[i]) for i, v in enumerate(board)]
+
+
+def solve(board: list[int], rng: random.Random | None = None) -> list[int] | None:
+    """One solution of ``board`` (depth-first, fewest candidates first), or None if there is none."""
+    return next(_solutions(list(board), rng), None)
+
+
+def count_solutions(board: list[int], limit: int = 2) -> int:
+    count = 0
+    for _ in _solutions(list(board), None):
+        count += 1
+        if count >= limit:
+            break
+    return count
+
+
+def _solutions(board: list[int], rng: random.Random | None):
+    if any(clashes(board)):
+        return
+    yield from _search(board, rng)
+
+
+def _search(board: list[int], rng: random.Random | None):
+    best, best_cands = -1, None
+    for i, v in enumerate(board):
+        if v == 0:
+            cands = candidates(board, i)
+            if best_cands is None or len(cands) < len(best_cands):
+                best, best_cands = i, cands
+                if len(cands) <= 1:
+                    break
+    if best_cands is None:
+        yield list(board)
+        return
+    order = sorted(best_cands)
+    if rng is not None:
+        rng.shuffle(order)
+    for v in order:
+        board[best] = v
+        yield from _search(board, rng)
+    board[best] = 0
+
+
+def random_solution(rng: random.Random) -> list[int]:
+    """A uniformly shuffled valid full grid: a base pattern under the Sudoku symmetry group."""
+    def shuffled_groups() -> list[int]:
+        bands = rng.sample(range(3), 3)
+        return [b * 3 + r for b in bands for r in rng.sample(range(3), 3)]
+
+    rows, cols, digits = shuffled_groups(), shuffled_groups(), rng.sample(range(1, 10), 9)
+    grid = [digits[(3 * (r % 3) + r // 3 + c) % 9] for r in rows for c in cols]
+    if rng.random() < 0.5:
+        grid = [grid[c * 9 + r] for r in range(9) for c in range(9)]
+    return grid
+
+
+class Sudoku:
+    """The 9x9 Sudoku task.
+
+    ``unique=True`` only removes a clue while the puzzle keeps a unique solution (slower, and it
+    may stop short of the requested blank count on hard levels, in which case it retries with a
+    new grid); the default keeps every puzzle consistent with its generating grid, which the
+    answer check (any valid grid that keeps the clues) needs.
+    """
+
+    name = "sudoku"
+
+    def __init__(self, unique: bool = False) -> None:
+        self.unique = unique
+
+    def generate(self, difficulty: str, rng: random.Random) -> Problem:
+        lo, hi = BLANK_RANGES[check_difficulty(difficulty)]
+        blanks = rng.randint(lo, hi)
+        while True:
+            solution = random_solution(rng)
+            puzzle = self._remove(solution, blanks, rng)
+            if puzzle is not None:
+                break
+        return Problem(self.name, difficulty, {"puzzle": format_board(puzzle)}, format_board(solution))
+
+    def _remove(self, solution: list[int], blanks: int, rng: random.Random) -> list[int] | None:
+        puzzle = list(solution)
+        order = rng.sample(range(81), 81)
+        removed = 0
+        for cell in order:
+            if removed == blanks:
+                break
+            value, puzzle[cell] = puzzle[cell], 0
+            if self.unique and count_solutions(puzzle) != 1:
+                puzzle[cell] = value
+                continue
+            removed += 1
+        return puzzle if removed == blanks else None
+
+    def initial_state(self, problem: Problem) -> str:
+        return str(problem.question["puzzle"])
+
+    def validate_state(self, state: str) -> str | None:
+        if parse_board(state) is None:
+            return f"a sudoku state is 81 digits 0-9 (0 = blank), got {len(state)} characters"
+        return None
+
+    def transition(self, state: str, step: str) -> Transition:
+        m = _STEP.match(step)
+        if m is None:
+            return Transition(valid=False, error="step does not match 'rcv,...;<81 digits>'")
+        board = m[2]
+        if "0" not in board:
+            return Transition(valid=True, answer=board)
+        return Transition(valid=True, next_state=board)
+
+    def expert_step(self, state: str, problem: Problem | None = None) -> str:
+        board = parse_board(state)
+        if board is None:
+            raise ValueError(f"not a sudoku state: {state!r}")
+        solution = parse_board(problem.answer) if problem is not None else None
+        if solution is None or any(b and b != s for b, s in zip(board, solution)):
+            solution = solve(board)
+        blanks = [i for i, v in enumerate(board) if v == 0]
+        cands = {i: candidates(board, i) for i in blanks}
+        singles = _singles(cands)
+        if singles:
+            fills = [(i, v, False) for i, v in sorted(singles.items())]
+        else:
+            cell = min(blanks, key=lambda i: (len(cands[i]), i))
+            value = solution[cell] if solution is not None else min(cands[cell] or {1})
+            fills = [(cell, value, True)]
+        return _write_step(board, fills)
+
+    def perturb_step(self, state: str, rng: random.Random) -> str:
+        """Fill one blank with a value that clashes with a peer: a rule-breaking, wrong step."""
+        board = parse_board(state) or [0] * 81
+        blanks = [i for i, v in enumerate(board) if v == 0] or [0]
+        cell = rng.choice(blanks)
+        peer_values = sorted({board[j] for j in PEERS[cell]} - {0}) or [1]
+        return _write_step(board, [(cell, rng.choice(peer_values), False)])
+
+    def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
+        """Rule-consistency, as the paper's expert verifier: no clue or earlier number changed and
+        no repeat in any row, column or block. Detailed: one label per cell of the new board."""
+        before = parse_board(state)
+        m = _STEP.match(step)
+        if before is None or m is None:
+            return Verification((False,))
+        after = [int(ch) for ch in m[2]]
+        clash = clashes(after)
+        cells = [not clash[i] and (before[i] == 0 or before[i] == after[i]) for i in range(81)]
+        return Verification(tuple(cells) if detailed else (all(cells),))
+
+    def check_answer(self, problem: Problem, answer: str) -> bool:
+        board = parse_board(answer.strip())
+        clues = parse_board(str(problem.question["puzzle"]))
+        if board is None or clues is None or 0 in board or any(clashes(board)):
+            return False
+        return all(c == 0 or c == b for c, b in zip(clues, board))
+
+
+def _singles(cands: dict[int, set[int]]) -> dict[int, int]:
+    """Forced fills: naked singles (one candidate) and hidden singles (a value with one place
+    in a row, column or block). Both hold in every solution, so filling them together is safe."""
+    forced = {i: next(iter(c)) for i, c in cands.items() if len(c) == 1}
+    for unit in UNITS:
+        for value in range(1, 10):
+            places = [i for i in unit if i in cands and value in cands[i]]
+            if len(places) == 1:
+                forced.setdefault(places[0], value)
+    return forced
+
+
+def _write_step(board: list[int], fills: list[tuple[int, int, bool]]) -> str:
+    new = list(board)
+    parts = []
+    for cell, value, guess in sorted(fills):
+        new[cell] = value
+        parts.append(f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}")
+    return f"{','.join(parts)};{format_board(new)}"

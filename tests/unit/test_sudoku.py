@@ -1,0 +1,77 @@
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cot_ray.data.corpus import expert_trace
+from cot_ray.tasks import Sudoku, get_task
+from cot_ray.tasks.sudoku import BLANK_RANGES, clashes, count_solutions, parse_board
+
+sudoku = get_task("sudoku")
+
+
+@given(st.integers(0, 2**32), st.sampled_from(["id-easy", "id-hard", "ood-hard"]))
+@settings(max_examples=60, deadline=None)
+def test_puzzles_are_consistent_and_expert_solves_them(seed, level):
+    p = sudoku.generate(level, random.Random(seed))
+    puzzle, solution = parse_board(p.question["puzzle"]), parse_board(p.answer)
+    lo, hi = BLANK_RANGES[level]
+    assert lo <= puzzle.count(0) <= hi
+    assert all(c in (0, s) for c, s in zip(puzzle, solution))
+    assert not any(clashes(solution)) and 0 not in solution
+    trace = expert_trace(sudoku, p)
+    state, step = trace[-1]
+    t = sudoku.transition(state, step)
+    assert t.is_answer and sudoku.check_answer(p, t.answer)
+    for s, r in trace:
+        assert sudoku.verify(s, r).ok and sudoku.verify(s, r, detailed=True).ok
+
+
+def test_unique_mode_gives_unique_puzzles():
+    gen = Sudoku(unique=True)
+    for seed in range(3):
+        p = gen.generate("id-hard", random.Random(seed))
+        assert count_solutions(parse_board(p.question["puzzle"])) == 1
+
+
+@given(st.integers(0, 2**32))
+@settings(max_examples=50, deadline=None)
+def test_perturbed_step_is_rejected_at_the_right_cell(seed):
+    rng = random.Random(seed)
+    p = sudoku.generate("id-easy", rng)
+    state = sudoku.initial_state(p)
+    step = sudoku.perturb_step(state, rng)
+    assert sudoku.transition(state, step).valid
+    assert not sudoku.verify(state, step).ok
+    detailed = sudoku.verify(state, step, detailed=True)
+    assert len(detailed.labels) == 81
+    filled = int(step[0]) * 9 + int(step[1])
+    assert detailed.labels[filled] is False
+
+
+def test_changing_a_clue_is_wrong_even_without_a_clash():
+    state = sudoku.initial_state(sudoku.generate("id-easy", random.Random(3)))
+    board = parse_board(state)
+    cell = next(i for i, v in enumerate(board) if v)
+    changed = list(board)
+    changed[cell] = 0  # erasing a clue never clashes, but it alters a given number
+    step = "001;" + "".join(map(str, changed))
+    labels = sudoku.verify(state, step, detailed=True).labels
+    assert labels[cell] is False and sum(labels) == 80
+
+
+@pytest.mark.parametrize("answer", ["1" * 81, "12", "x" * 81])
+def test_wrong_answers_are_rejected(answer):
+    p = sudoku.generate("id-easy", random.Random(0))
+    assert not sudoku.check_answer(p, answer)
+
+
+@given(st.text(alphabet="0123456789,;?", max_size=100))
+@settings(max_examples=200, deadline=None)
+def test_malformed_steps_are_flagged_never_raise(text):
+    state = "0" * 81
+    t = sudoku.transition(state, text)
+    if not t.valid:
+        assert t.error
+        assert sudoku.verify(state, text).labels == (False,)
