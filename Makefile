@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/cot-ray pipeline --config $(CONFIG) --out $(RUN)
 
 lint: $(STAMP)
-	$(BIN)/ruff check cot_ray tests bench jobs
+	$(BIN)/ruff check .
 
 test: lint
 	$(BIN)/pytest -q -ra --durations=10
