@@ -1,0 +1,1 @@
+"""Rollout: engines behind the Policy protocol (vLLM, plain torch), Ray actors and the pool."""

