@@ -3,6 +3,7 @@
     cot-ray data      generate a CoT corpus (expert traces) to Parquet, in parallel on Ray
     cot-ray eval      run a policy through MTP / RMTP / RTBS and score it
     cot-ray pipeline  run every stage of a config into a run folder (resumable)
+    cot-ray serve     serve the verifier over HTTP (Ray Serve) until Ctrl-C
 
 Each subcommand has its own ``--help``. Bad arguments exit with status 2 and one line saying
 what is wrong.
@@ -63,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
                         "stages are skipped when re-run.")
     pl.add_argument("--config", required=True)
     pl.add_argument("--out", required=True, help="run folder")
+
+    sv = sub.add_parser("serve", help="serve the verifier over HTTP (Ray Serve)",
+                        description="Deploy the expert verifier and outcome reward as a Ray Serve app "
+                        "(POST /v1/verify, POST /v1/reward, GET /healthz, /docs) and block until Ctrl-C.")
+    sv.add_argument("what", choices=["verifier"])
+    sv.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--replicas", type=int, default=1)
     return p
 
 
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return {"data": _data, "eval": _eval, "pipeline": _pipeline}[args.command](args)
+        return {"data": _data, "eval": _eval, "pipeline": _pipeline, "serve": _serve}[args.command](args)
     except ValueError as err:  # bad input: one line, no traceback
         print(f"cot-ray {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -114,6 +123,13 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     report = run_pipeline(load_config(args.config), args.out)
     print(f"report: {report}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cot_ray.verify.serve import run_verifier
+
+    run_verifier(args.host, args.port, args.replicas)
     return 0
 
 

@@ -1,0 +1,88 @@
+"""How well a policy verifies its own steps: e+, e- and reflection frequency (paper section 7).
+
+The policy's verification of each step (``StepRecord.verification``) is compared with the expert
+verifier's ground truth for the same step:
+
+- e+ (false-positive rate): the share of wrong steps the policy accepted;
+- e- (false-negative rate): the share of right steps the policy rejected;
+- reflection frequency: the share of all steps that carry a non-empty verification.
+
+As in the paper, e+ and e- are averaged over reasoning states and count only the first attempt
+at each state (``attempt == 0``), so a policy stuck repeating one error at one state does not
+weigh more than any other state. Only steps with a non-empty verification count (an empty or
+missing one is no judgement). A verification rejects a step if it has any ✗, the same rule the
+executor applies. "Wrong" is the expert verifier's local judgement of the step at its state, as
+the oracle the paper uses.
+
+Counts are returned with the rates so evaluations of many shards can be added up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from cot_ray.mtp.trajectory import Trajectory
+from cot_ray.tasks import NEGATIVE
+from cot_ray.verify.verifier import ExpertVerifier
+
+
+@dataclass(frozen=True)
+class VerificationCounts:
+    """Raw counts behind e+, e- and reflection frequency; add them to aggregate."""
+
+    steps: int = 0
+    reflected: int = 0
+    wrong: int = 0
+    wrong_accepted: int = 0
+    right: int = 0
+    right_rejected: int = 0
+
+    def __add__(self, other: VerificationCounts) -> VerificationCounts:
+        return VerificationCounts(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
+
+    @property
+    def e_plus(self) -> float | None:
+        """False-positive rate; None when no first-attempt wrong step was verified."""
+        return self.wrong_accepted / self.wrong if self.wrong else None
+
+    @property
+    def e_minus(self) -> float | None:
+        """False-negative rate; None when no first-attempt right step was verified."""
+        return self.right_rejected / self.right if self.right else None
+
+    @property
+    def reflection_frequency(self) -> float | None:
+        return self.reflected / self.steps if self.steps else None
+
+    def to_dict(self) -> dict[str, int | float | None]:
+        """Counts and rates, JSON-able (undefined rates are null)."""
+        return {**asdict(self), "e_plus": self.e_plus, "e_minus": self.e_minus,
+                "reflection_frequency": self.reflection_frequency}
+
+
+def verification_counts(trajectories: Iterable[Trajectory], detailed: bool = False,
+                        verifier: ExpertVerifier | None = None) -> VerificationCounts:
+    """Compare each trajectory's own verifications with the expert's.
+
+    ``detailed`` picks the ground truth the policy is judged against (a detailed verifier can
+    be right about the new state yet miss a wrong intermediate product, which binary truth
+    would not count as an error).
+    """
+    verifier = verifier or ExpertVerifier()
+    total = VerificationCounts()
+    for traj in trajectories:
+        total += _counts(traj, detailed, verifier)
+    return total
+
+
+def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier) -> VerificationCounts:
+    judged = [s for s in traj.steps if s.attempt == 0 and s.verification]
+    truth = verifier.label_steps(traj.problem.task, judged, detailed=detailed)
+    rejects = [NEGATIVE in str(s.verification) for s in judged]
+    right = [r for r, t in zip(rejects, truth) if t.ok]
+    wrong = [not r for r, t in zip(rejects, truth) if not t.ok]
+    return VerificationCounts(
+        steps=len(traj.steps), reflected=traj.n_reflections,
+        wrong=len(wrong), wrong_accepted=sum(wrong), right=len(right), right_rejected=sum(right),
+    )

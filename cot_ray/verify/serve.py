@@ -1,0 +1,252 @@
+"""The expert verifier and the outcome reward as a Ray Serve HTTP service.
+
+    POST /v1/verify   ground-truth labels (binary or detailed) for a batch of steps
+    POST /v1/reward   the binary outcome reward ORM(Q, A) for a batch of answers
+    GET  /healthz     liveness; /docs and /openapi.json come from FastAPI
+
+Every bound that matters is in the request models (known task names, batch size, string
+lengths, well-formed states and questions), so bad input is answered with a 4xx that names the
+problem before any scoring runs: a scoring call never sees a request it could fail on, which
+keeps replicas alive and leaves 5xx for real bugs. A malformed *step* is not bad input: it is
+what a policy wrote, and it is verified as wrong. Concurrent requests are batched with
+``@serve.batch`` (counted in items, so one batch holds at most ``MAX_ITEMS`` steps); batching can
+be switched off to measure what it buys.
+
+Run it with ``cot-ray serve verifier`` or ``serve run deployments/verifier.yaml``.
+"""
+
+import signal
+import socket
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from ray import serve
+from ray.serve import Application
+
+from cot_ray import __version__
+from cot_ray.tasks import TASKS, Problem, get_task
+from cot_ray.tasks.mult import MAX_DIGITS
+from cot_ray.verify.verifier import ExpertVerifier, RewardModel
+
+MAX_ITEMS = 1024
+"""Items per request, and steps per ``@serve.batch`` batch."""
+MAX_STATE_CHARS = 100
+"""The longest state is a Sudoku board (81); a mult state has at most 51 characters."""
+MAX_STEP_CHARS = 512
+"""The longest expert step is a Sudoku step filling every blank (under 490 characters)."""
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""A full batch of the longest (ASCII) items is under 1 MiB; larger bodies are refused unread (413)."""
+
+TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
+
+
+class _Input(BaseModel):
+    """Request parts reject unknown fields: a misspelt ``detailed`` must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class VerifyItem(_Input):
+    task: TaskName
+    state: str = Field(max_length=MAX_STATE_CHARS, description="the state the step was taken at")
+    step: str = Field(max_length=MAX_STEP_CHARS, description="the step text; a malformed step is wrong (✗)")
+    detailed: bool = Field(False, description="one label per step element instead of one per step")
+
+    @model_validator(mode="after")
+    def _state_is_well_formed(self) -> "VerifyItem":
+        if (error := get_task(self.task).validate_state(self.state)) is not None:
+            raise ValueError(error)
+        return self
+
+
+class VerifyRequest(_Input):
+    items: list[VerifyItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class Verdict(BaseModel):
+    ok: bool = Field(description="the step is accepted: no label is ✗")
+    labels: str = Field(description="✓/✗ labels: one (binary) or one per step element (detailed)")
+    detailed: bool
+
+
+class VerifyResponse(BaseModel):
+    results: list[Verdict]
+
+
+class MultQuestion(_Input):
+    x: int = Field(strict=True, ge=0, lt=10**MAX_DIGITS)
+    y: int = Field(strict=True, ge=0, lt=10**MAX_DIGITS)
+
+    def problem(self) -> Problem:
+        return Problem("mult", "", {"x": self.x, "y": self.y}, str(self.x * self.y))
+
+
+class SudokuQuestion(_Input):
+    puzzle: str = Field(pattern=r"^[0-9]{81}$", description="81 digits, row by row, 0 = blank")
+
+    def problem(self) -> Problem:
+        # A Sudoku answer is checked against the rules and the clues alone, so no solution is
+        # computed: solving an arbitrary posted puzzle can take exponential time.
+        return Problem("sudoku", "", {"puzzle": self.puzzle}, "")
+
+
+class _RewardItem(_Input):
+    predicted: str | None = Field(None, max_length=MAX_STEP_CHARS, description="the final answer; null scores 0")
+
+
+class MultReward(_RewardItem):
+    task: Literal["mult"]
+    question: MultQuestion
+
+
+class SudokuReward(_RewardItem):
+    task: Literal["sudoku"]
+    question: SudokuQuestion
+
+
+class RewardRequest(_Input):
+    items: list[Annotated[MultReward | SudokuReward, Field(discriminator="task")]] = Field(
+        min_length=1, max_length=MAX_ITEMS)
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float] = Field(description="1 for a correct answer, else 0 (no process rewards)")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    tasks: list[str]
+
+
+class VerifierAppArgs(BaseModel):
+    """Application arguments (``args:`` in a Serve config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    batching: bool = True
+    batch_wait_timeout_s: float = Field(0.002, ge=0.0, le=1.0)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a body whose declared length is too large before reading it."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > self.max_bytes:
+                detail = f"request body of {length[:20].decode(errors='replace')} bytes; at most {self.max_bytes}"
+                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+app = FastAPI(title="cot_ray verifier", version=__version__,
+              description="Ground-truth step verification and outcome rewards for the tasks of "
+              "'Self-Verifying Reflection Helps Transformers with CoT Reasoning'.")
+app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+_TOO_LARGE = {413: {"description": "request body too large"}}
+
+
+@app.exception_handler(ValueError)
+async def _bad_input(request: Request, err: ValueError) -> JSONResponse:
+    """The scoring code raises ValueError only for input it cannot score: a client error."""
+    return JSONResponse({"detail": str(err)}, status_code=422)
+
+
+def _n_items(requests: list[list[VerifyItem]]) -> int:
+    return sum(len(items) for items in requests)
+
+
+# Serve expects max_ongoing_requests >= max_batch_size (it counts requests; our batches count items).
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ITEMS)
+@serve.ingress(app)
+class Verifier:
+    """One replica: the expert verifier and the reward model behind the FastAPI routes."""
+
+    def __init__(self, args: VerifierAppArgs) -> None:
+        self.verifier = ExpertVerifier()
+        self.reward_model = RewardModel()
+        self.batching = args.batching
+        self._verify_batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+
+    @app.get("/healthz")
+    def healthz(self) -> Health:
+        return Health(tasks=list(self.verifier.tasks))
+
+    @app.post("/v1/verify", responses=_TOO_LARGE)
+    async def verify(self, request: VerifyRequest) -> VerifyResponse:
+        if self.batching:
+            return VerifyResponse(results=await self._verify_batched(request.items))
+        return VerifyResponse(results=self._verify(request.items))
+
+    @app.post("/v1/reward", responses=_TOO_LARGE)
+    def reward(self, request: RewardRequest) -> RewardResponse:
+        return RewardResponse(rewards=[
+            self.reward_model.outcome(it.question.problem(), it.predicted) for it in request.items])
+
+    @serve.batch(max_batch_size=MAX_ITEMS, batch_size_fn=_n_items)
+    async def _verify_batched(self, requests: list[list[VerifyItem]]) -> list[list[Verdict]]:
+        """Items of concurrent requests verified in one call, then handed back per request."""
+        verdicts = iter(self._verify([it for items in requests for it in items]))
+        return [[next(verdicts) for _ in items] for items in requests]
+
+    def _verify(self, items: list[VerifyItem]) -> list[Verdict]:
+        out = []
+        for it in items:
+            v = self.verifier.verify(it.task, it.state, it.step, it.detailed)
+            out.append(Verdict(ok=v.ok, labels=v.text(), detailed=it.detailed))
+        return out
+
+
+def build_app(args: VerifierAppArgs) -> Application:
+    """The application builder behind ``import_path`` in ``deployments/verifier.yaml``."""
+    return Verifier.bind(args)
+
+
+def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, batching: bool = True,
+                   name: str = "verifier", route_prefix: str = "/") -> str:
+    """Deploy the service on (local or ``RAY_ADDRESS``) Ray and return its base URL.
+
+    ``port=0`` picks a free port (tests, benchmarks). Serve's HTTP options are fixed when Serve
+    first starts in a cluster, so ``host`` and ``port`` apply only if it is not running yet.
+    """
+    from cot_ray.raycluster import ensure_ray
+
+    if replicas < 1:
+        raise ValueError(f"--replicas must be >= 1, got {replicas}")
+    if not 0 <= port < 65536:
+        raise ValueError(f"--port must be in 0..65535, got {port}")
+    port = port or _free_port(host)
+    ensure_ray()
+    serve.start(http_options={"host": host, "port": port})
+    application = Verifier.options(num_replicas=replicas).bind(VerifierAppArgs(batching=batching))
+    serve.run(application, name=name, route_prefix=route_prefix)
+    return f"http://{host}:{port}{route_prefix.rstrip('/')}"
+
+
+def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1) -> None:
+    """``cot-ray serve verifier``: serve until Ctrl-C, then shut Serve down."""
+    url = start_verifier(host, port, replicas)
+    print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops the service like Ctrl-C, so Serve is shut down either way."""
+    raise KeyboardInterrupt

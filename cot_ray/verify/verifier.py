@@ -1,0 +1,102 @@
+"""The oracle side of training: the expert verifier (ground-truth step labels) and the reward model.
+
+Stage III needs ground-truth verifications of sampled steps, stage IV needs the binary outcome
+reward ORM(Q, A) and, optionally, the oracle PRM that cuts a trajectory at its first clear error
+(paper sections 2 and 3.4). Both are plain Python classes that score whole batches, so the same
+code runs in-process, inside a Ray actor (:func:`actor_class`) and behind the Serve endpoint
+(:mod:`cot_ray.verify.serve`). Ray is imported only when an actor class is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from cot_ray.mtp.trajectory import StepRecord, Trajectory
+from cot_ray.tasks import TASKS, Problem, Task, Verification
+
+
+class ExpertVerifier:
+    """Ground-truth verification (binary or detailed) of steps of any known task."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {name: cls() for name, cls in TASKS.items()}
+
+    def task(self, name: str) -> Task:
+        """The task called ``name``; a ``ValueError`` naming the known tasks otherwise."""
+        if name not in self.tasks:
+            raise ValueError(f"unknown task {name!r}; expected one of {', '.join(self.tasks)}")
+        return self.tasks[name]
+
+    def verify(self, task: str, state: str, step: str, detailed: bool = False) -> Verification:
+        """Labels for ``step`` taken at ``state``.
+
+        A malformed step is a wrong step (labelled ✗), since that is what a policy wrote; a
+        malformed state is a caller's error (``ValueError``), since states come from T, never
+        from a policy.
+        """
+        t = self.task(task)
+        if (error := t.validate_state(state)) is not None:
+            raise ValueError(error)
+        return t.verify(state, step, detailed=detailed)
+
+    def verify_batch(self, items: Iterable[Mapping[str, Any]]) -> list[Verification]:
+        """One verification per ``{task, state, step, detailed?}`` item, in order."""
+        return [self.verify(it["task"], it["state"], it["step"], bool(it.get("detailed", False))) for it in items]
+
+    def label_steps(self, task: str, steps: Iterable[StepRecord], detailed: bool = False) -> list[Verification]:
+        """Ground truth for recorded steps (accepted or rejected) of a run on ``task``."""
+        t = self.task(task)
+        return [t.verify(s.state, s.step, detailed=detailed) for s in steps]
+
+
+class RewardModel:
+    """The stage-IV reward: ORM(Q, A) = 1 for a correct final answer, else 0; no process rewards.
+
+    The answer is re-checked against the problem rather than read from ``Trajectory.correct``,
+    so the reward does not trust whoever produced the trajectory.
+    """
+
+    def __init__(self) -> None:
+        self.verifier = ExpertVerifier()
+
+    def outcome(self, problem: Problem, predicted: str | None) -> float:
+        """1.0 if ``predicted`` is a correct answer to ``problem``; no answer scores 0."""
+        if predicted is None:
+            return 0.0
+        return float(self.verifier.task(problem.task).check_answer(problem, predicted))
+
+    def reward(self, trajectory: Trajectory) -> float:
+        return self.outcome(trajectory.problem, trajectory.answer)
+
+    def rewards(self, trajectories: Sequence[Trajectory]) -> list[float]:
+        return [self.reward(t) for t in trajectories]
+
+    def first_error(self, trajectory: Trajectory) -> int | None:
+        """Early truncation (paper App. B.3): the index of the first accepted step that the
+        oracle verifier rejects, or None if every accepted step is right.
+
+        Rejected steps do not move the state, so only accepted ones can ruin a run. In the MTP
+        and the RMTP (what RL samples) no correct answer can follow that step, so RL keeps
+        ``steps[: index + 1]`` with reward 0 instead of punishing the locally correct steps that
+        come later. (RTBS can trace back out of an accepted error, so there it is not final.)
+        """
+        task = self.verifier.task(trajectory.problem.task)
+        for i, s in enumerate(trajectory.steps):
+            if not s.rejected and not task.verify(s.state, s.step).ok:
+                return i
+        return None
+
+    def first_errors(self, trajectories: Sequence[Trajectory]) -> list[int | None]:
+        return [self.first_error(t) for t in trajectories]
+
+
+def actor_class(scorer: type, num_cpus: float = 1.0) -> Any:
+    """``ray.remote`` around a scorer class (``ExpertVerifier`` or ``RewardModel``), for the
+    stage-III and stage-IV workers: ``actor_class(RewardModel).remote()``.
+
+    Ray is imported here, not at module level, so the scoring code stays usable without it.
+    """
+    import ray
+
+    return ray.remote(num_cpus=num_cpus)(scorer)
