@@ -63,9 +63,64 @@ class EvalConfig(_Strict):
     noise: list[NoiseConfig] = Field(default_factory=lambda: [NoiseConfig()])
 
 
+class ModelConfig(_Strict):
+    """Model size (paper Table 2: 1M, 4M, 16M; ``tiny`` for tests) and context length."""
+
+    size: Literal["tiny", "1M", "4M", "16M"] = "1M"
+    max_positions: int = Field(1024, gt=0)
+
+
+class TrainConfig(_Strict):
+    """One Ray Train stage. ``steps`` wins over ``epochs``; pretraining needs ``steps``."""
+
+    workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    use_gpu: bool = False
+    steps: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int = Field(128, gt=0, description="global batch (split across workers)")
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(6e-5, ge=0)
+    warmup_steps: int = Field(20, ge=1)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    block_size: int = Field(256, gt=1, description="pretraining context window")
+    max_len: int = Field(640, gt=1, description="SFT examples are cut to this many tokens")
+    checkpoint_every: int = Field(100, gt=0)
+    report_every: int = Field(50, gt=0, description="steps between ray.train.report calls")
+    keep_checkpoints: int = Field(2, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 0
+
+
+class ReflectiveConfig(TrainConfig):
+    """Stage III: sample CoTs from the stage-II policy, label them, learn to verify."""
+
+    verification: Literal["binary", "detailed", "optional"] = "binary"
+    queries: int = Field(512, gt=0, description="training queries sampled per task")
+    temperatures: list[float] = Field(default_factory=lambda: [0.75, 1.0],
+                                      description="one sampled CoT per query at each temperature")
+    max_positive_share: float = Field(0.5, gt=0, le=1, description="cap on correct steps among verification examples")
+
+
+class RolloutConfig(_Strict):
+    """The rollout pool: workers (each one engine), engine kind and work unit size."""
+
+    workers: int = Field(2, ge=1)
+    engine: Literal["auto", "vllm", "torch"] = "auto"
+    cpus_per_worker: float = Field(1.0, gt=0)
+    unit_size: int = Field(64, gt=0)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+
+
 class PipelineConfig(_Strict):
     name: str = "cot-ray"
+    model: ModelConfig = Field(default_factory=ModelConfig)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=1000))
+    sft: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=5))
+    reflective_sft: ReflectiveConfig = Field(default_factory=lambda: ReflectiveConfig(epochs=3))
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
 

@@ -1,8 +1,15 @@
 """The main job: every stage of a run, in order, into one run folder, resuming finished stages.
 
-Stages so far: the CoT corpus (Parquet, generated on Ray) and an evaluation of the expert and
-noisy-expert policies through MTP, RMTP and RTBS, with a markdown report and a plot. Training
-stages I-IV plug in here as they land. A stage whose outputs exist is skipped on re-run.
+    data/corpus-<task>.parquet        stage-I/II data (expert CoTs)
+    stage1-pretrain/final             HF checkpoints (also checkpoints/step-N while training)
+    stage2-sft/final
+    data/reflective-<task>.parquet    stage-III data: sampled steps + expert verifications
+    stage3-reflective-sft/final
+    eval/<name>.json(l)               evaluations of each checkpoint (and of the expert baselines)
+    report.md, accuracy.png           the report
+
+A stage whose output exists is skipped on re-run; a training stage that was interrupted
+resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -12,32 +19,40 @@ import logging
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from cot_ray.config import PipelineConfig
-from cot_ray.data.corpus import generate_corpus
+from cot_ray.data.corpus import generate_corpus, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
-from cot_ray.mtp import ExecutionConfig, ExpertPolicy
+from cot_ray.mtp import ExecutionConfig, ExpertPolicy, Trajectory
 from cot_ray.tasks import get_task
 
 log = logging.getLogger(__name__)
 
+STAGE_DIRS = {"pretrain": "stage1-pretrain", "sft": "stage2-sft", "reflective-sft": "stage3-reflective-sft"}
+
 
 def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True) -> Path:
     """Run all stages into ``out``; returns the path of the report."""
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2))
     t0 = time.time()
-    corpus_stage(config, out, progress)
-    summaries = eval_stage(config, out, progress)
-    report = write_report(config, summaries, out)
+    corpora = corpus_stage(config, out, progress)
+    rows = expert_eval_stage(config, out, progress)
+    rows += training_stages(config, out, corpora, progress)
+    report = write_report(config, rows, out)
     log.info("pipeline finished in %.1fs; report: %s", time.time() - t0, report)
     return report
 
 
-def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> None:
+def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> list[str]:
     c = config.corpus
+    paths = []
     for task in c.tasks:
         path = out / "data" / f"corpus-{task}.parquet"
+        paths.append(str(path))
         if path.exists():
             log.info("corpus %s: %s exists, skipped", task, path)
             continue
@@ -45,50 +60,133 @@ def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> None:
         table = generate_corpus(task, c.n, str(path), seed=c.seed, difficulty=c.difficulty,
                                 shard_size=c.shard_size, progress=progress)
         log.info("corpus %s: %d rows in %.1fs -> %s", task, table.num_rows, time.time() - t0, path)
+    return paths
 
 
-def _policies(config: PipelineConfig) -> dict[str, dict]:
-    named = {"expert": {}}
-    for noise in config.eval.noise:
-        named[f"noisy(mu={1 - noise.step_error:.2f},e+={noise.false_positive},e-={noise.false_negative})"] = (
-            noise.model_dump())
-    return named
+def _cached(path: Path, compute) -> list[dict]:
+    if path.exists():
+        log.info("%s exists, skipped", path)
+        return json.loads(path.read_text())
+    rows = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2))
+    return rows
 
 
-def eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
-    """Accuracy of each policy x task x difficulty x mode; cached in ``eval/summary.json``."""
-    cache = out / "eval" / "summary.json"
-    if cache.exists():
-        log.info("eval: %s exists, skipped", cache)
-        return json.loads(cache.read_text())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    e = config.eval
-    rows = []
+def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list[Trajectory], out: Path) -> dict:
+    tag = f"{policy}-{task}-{difficulty}-{mode}".replace("/", "_")
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    write_jsonl(str(out / "eval" / f"{tag}.jsonl"), (record(t) for t in trajs))
+    summary = Summary.of(trajs)
+    log.info("eval %s %s %s %s: %s", policy, task, difficulty, mode, summary.line())
+    return {"policy": policy, "task": task, "difficulty": difficulty, "mode": mode, **summary.__dict__}
+
+
+def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
+    """Baselines: the expert and noisy experts through MTP, RMTP and RTBS."""
+    def compute() -> list[dict]:
+        e, rows = config.eval, []
+        policies = {"expert": {}} | {
+            f"noisy(mu={1 - n.step_error:.2f},e+={n.false_positive},e-={n.false_negative})": n.model_dump()
+            for n in e.noise}
+        for task_name in config.corpus.tasks:
+            task = get_task(task_name)
+            for difficulty in e.difficulties:
+                problems = make_problems(task, difficulty, e.n, e.seed)
+                for name, noise in policies.items():
+                    for mode in e.modes:
+                        trajs = evaluate(task, ExpertPolicy(task, **noise), problems,
+                                         ExecutionConfig(mode=mode, seed=e.seed), progress=progress)
+                        rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
+        return rows
+
+    return _cached(out / "eval" / "experts.json", compute)
+
+
+def training_stages(config: PipelineConfig, out: Path, corpora: list[str], progress: bool) -> list[dict]:
+    """Stages I-III on Ray Train, with the rollout pool sampling stage-III data and evaluating."""
+    from cot_ray.train.stages import corpus_dataset, reflective_dataset, run_stage, stage_done
+
+    dirs = {k: out / v for k, v in STAGE_DIRS.items()}
+    if not stage_done(dirs["pretrain"]):
+        run_stage("pretrain", config.pretrain, config.model, corpus_dataset(corpora, "pretrain"), dirs["pretrain"],
+                  progress=progress)
+    if not stage_done(dirs["sft"]):
+        run_stage("sft", config.sft, config.model, corpus_dataset(corpora, "sft"), dirs["sft"],
+                  init=str(dirs["pretrain"] / "final"), progress=progress)
+    pool = None
+    try:
+        rows: list[dict] = []
+        sft_eval = out / "eval" / "stage2-sft.json"
+        reflective_data = [out / "data" / f"reflective-{t}.parquet" for t in config.corpus.tasks]
+        if not sft_eval.exists() or not all(p.exists() for p in reflective_data):
+            pool = _pool(config, str(dirs["sft"] / "final"))
+        rows += _cached(sft_eval, lambda: eval_checkpoint(config, pool, "stage2-sft", ["mtp"], out))
+        for task, path in zip(config.corpus.tasks, reflective_data):
+            if not path.exists():
+                _sample_reflective(config, pool, task, path)
+        if not stage_done(dirs["reflective-sft"]):
+            if pool is not None:
+                pool.shutdown()
+                pool = None  # free the CPUs for the trainer
+            run_stage("reflective-sft", config.reflective_sft, config.model,
+                      reflective_dataset(corpora, [str(p) for p in reflective_data], config.reflective_sft),
+                      dirs["reflective-sft"], init=str(dirs["sft"] / "final"), progress=progress)
+        stage3_eval = out / "eval" / "stage3-reflective-sft.json"
+        if not stage3_eval.exists() and pool is None:
+            pool = _pool(config, str(dirs["reflective-sft"] / "final"))
+        rows += _cached(stage3_eval, lambda: eval_checkpoint(config, pool, "stage3-reflective-sft",
+                                                             list(config.eval.modes), out))
+        return rows
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _pool(config: PipelineConfig, checkpoint: str):
+    from cot_ray.rollout.pool import RolloutPool
+
+    r = config.rollout
+    kwargs = {"gpu_memory_utilization": r.gpu_memory_utilization} if r.gpu_memory_utilization else {}
+    pool = RolloutPool(checkpoint, num_workers=r.workers, engine=r.engine, engine_kwargs=kwargs,
+                       worker_cpus=r.cpus_per_worker)
+    pool.wait_ready()
+    return pool
+
+
+def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], out: Path) -> list[dict]:
+    e, rows = config.eval, []
     for task_name in config.corpus.tasks:
         task = get_task(task_name)
         for difficulty in e.difficulties:
             problems = make_problems(task, difficulty, e.n, e.seed)
-            for k, (policy_name, noise) in enumerate(_policies(config).items()):
-                policy = ExpertPolicy(task, **noise)
-                for mode in e.modes:
-                    trajs = evaluate(task, policy, problems, ExecutionConfig(mode=mode, seed=e.seed),
-                                     progress=progress)
-                    summary = Summary.of(trajs)
-                    tag = f"{task_name}-{difficulty}-{mode}-policy{k}"
-                    write_jsonl(str(cache.parent / f"{tag}.jsonl"), (record(t) for t in trajs))
-                    log.info("%s %s %s %s: %s", policy_name, task_name, difficulty, mode, summary.line())
-                    rows.append({"policy": policy_name, "task": task_name, "difficulty": difficulty,
-                                 "mode": mode, **summary.__dict__})
-    cache.write_text(json.dumps(rows, indent=2))
+            for mode in modes:
+                trajs = pool.run(task_name, problems, ExecutionConfig(mode=mode, seed=e.seed),
+                                 unit_size=config.rollout.unit_size)
+                rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
     return rows
+
+
+def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path) -> None:
+    from cot_ray.train.reflective import sample_verification_records
+
+    r = config.reflective_sft
+    task = get_task(task_name)
+    problems = [make_problem(task, None, config.corpus.seed, i) for i in range(r.queries)]
+    records = sample_verification_records(pool, task_name, problems, r.temperatures, r.verification,
+                                          r.max_positive_share, r.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records), path)
+    negatives = sum(not x["correct"] for x in records)
+    log.info("reflective data %s: %d examples (%d wrong steps) -> %s", task_name, len(records), negatives, path)
 
 
 def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     """``report.md`` (accuracy tables, laid out like the paper's) and ``accuracy.png``."""
-    modes = config.eval.modes
+    modes = list(config.eval.modes)
     lines = [f"# cot_ray report: {config.name}", "",
-             "Accuracy (%) per task and difficulty, for each execution mode; reflection = share of",
-             "steps that carry a verification; rejected = share of steps rejected by the policy.", ""]
+             "Accuracy (%) per task and difficulty for each execution mode; reflection = share of",
+             "steps that carry a verification; rejected = share of steps the policy rejected.", ""]
     for policy in dict.fromkeys(r["policy"] for r in rows):
         lines += [f"## {policy}", "",
                   "| task | split | " + " | ".join(m.upper() for m in modes) + " | reflection | rejected |",
@@ -101,7 +199,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
                     continue
                 refl = cells.get("rmtp") or next(iter(cells.values()))
                 lines.append(f"| {task} | {difficulty} | "
-                             + " | ".join(f"{100 * cells[m]['accuracy']:.1f}" for m in modes if m in cells)
+                             + " | ".join(f"{100 * cells[m]['accuracy']:.1f}" if m in cells else "-" for m in modes)
                              + f" | {100 * refl['reflection_frequency']:.1f} | {100 * refl['rejection_rate']:.1f} |")
         lines.append("")
     lines += ["![accuracy](accuracy.png)", ""]

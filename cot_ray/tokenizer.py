@@ -73,16 +73,21 @@ class Tokenizer:
         """``<bos>[state]{step}|``: the policy continues with its verification labels."""
         return self.plan_prompt(state) + self.encode(step + STEP_CLOSE + VERIFY_MARK)
 
-    def example(self, state: str, step: str, verification: str | None = None) -> tuple[list[int], int]:
-        """A full SFT example and the index where its target (the step) starts.
+    def example(self, state: str, step: str, verification: str | None = None,
+                verification_only: bool = False) -> tuple[list[int], int]:
+        """A full SFT example and the index where its target starts.
 
-        With ``verification`` (possibly empty) the target also holds ``|labels|``.
+        The target is the step (``step}``), followed by ``|labels|`` when ``verification`` is
+        given (possibly empty), and ``<eos>``. ``verification_only`` moves the target start past
+        the step: reflective SFT learns to judge proposed steps without imitating wrong ones.
         """
         prompt = self.plan_prompt(state)
-        target = step + STEP_CLOSE
-        if verification is not None:
-            target += VERIFY_MARK + verification + VERIFY_MARK
-        return prompt + self.encode(target) + [self.eos_id], len(prompt)
+        body = self.encode(step + STEP_CLOSE)
+        if verification is None:
+            return prompt + body + [self.eos_id], len(prompt)
+        labels = self.encode(VERIFY_MARK + verification + VERIFY_MARK)
+        start = len(prompt) + len(body) + 1 if verification_only else len(prompt)
+        return prompt + body + labels + [self.eos_id], start
 
     def document(self, first_state: str, steps: Sequence[str]) -> list[int]:
         """A pretraining document ``<bos>[S0]{R1}...{A}<eos>``."""

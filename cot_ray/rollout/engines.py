@@ -35,7 +35,7 @@ class VLLMPolicy:
     cache; the default (0.15 on CPU, 0.3 on GPU) leaves room for several engines per machine.
     """
 
-    def __init__(self, checkpoint: str, seed: int = 0, max_model_len: int = 1024,
+    def __init__(self, checkpoint: str, seed: int = 0, max_model_len: int | None = None,
                  gpu_memory_utilization: float | None = None, dtype: str = "auto") -> None:
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         from vllm import LLM

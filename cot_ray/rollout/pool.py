@@ -66,7 +66,7 @@ class RolloutPool:
     def __init__(self, checkpoint: str, num_workers: int = 2, engine: str = "auto",
                  engine_kwargs: dict[str, Any] | None = None, worker_cpus: float = 1.0,
                  version: int = 0, unit_timeout_s: float = 900.0, max_unit_retries: int = 3,
-                 ready_timeout_s: float = 600.0) -> None:
+                 ready_timeout_s: float = 600.0, max_start_failures: int = 3) -> None:
         import ray
 
         from cot_ray.raycluster import ensure_ray
@@ -86,6 +86,8 @@ class RolloutPool:
         self.unit_timeout_s, self.max_unit_retries, self.ready_timeout_s = (
             unit_timeout_s, max_unit_retries, ready_timeout_s)
         self.stats = PoolStats()
+        self.max_start_failures = max_start_failures
+        self._start_failures = 0
         self._lock = threading.RLock()
         self._names = itertools.count()
         self._workers: dict[str, _Worker] = {}
@@ -158,12 +160,17 @@ class RolloutPool:
         try:
             info = ray.get(w.ready_ref)
         except ray.exceptions.RayError as err:
-            log.warning("rollout worker %s failed to start: %s", w.name, str(err).splitlines()[0])
+            self._start_failures += 1
+            if self._start_failures >= self.max_start_failures:
+                raise RolloutError(f"rollout worker {w.name} failed to start ({self._start_failures} failed "
+                                   f"starts in a row); last error:\n{err}") from err
+            log.warning("rollout worker %s failed to start, replacing it: %s", w.name, str(err).splitlines()[0])
             with self._lock:
                 self._workers.pop(w.name, None)
                 self.stats.replaced += 1
                 self._reconcile()
             return False
+        self._start_failures = 0
         w.ready = True
         log.info("rollout worker %s ready: %s", w.name, info)
         return True

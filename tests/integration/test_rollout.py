@@ -120,3 +120,10 @@ def test_killed_worker_is_replaced_and_its_unit_redone(pool):
     assert pool.stats.units_redone == redone + 1 and pool.stats.replaced == replaced + 1
     assert killed[0] not in pool.live_workers() and len(pool.live_workers()) == 2
     pool.scale(1)
+
+
+def test_a_worker_that_cannot_start_fails_loudly(ray_local, tmp_path):
+    from cot_ray.rollout.pool import RolloutError, RolloutPool
+
+    with pytest.raises(RolloutError, match="failed to start"):
+        RolloutPool(str(tmp_path / "no-such-checkpoint"), num_workers=1, engine="torch").wait_ready(timeout_s=120)

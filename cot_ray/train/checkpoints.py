@@ -1,0 +1,55 @@
+"""Resumable checkpoints: HF model folders plus the optimizer and step, written atomically.
+
+Layout of a stage folder::
+
+    checkpoints/step-000100/   config.json, model.safetensors, tokenizer files, trainer_state.pt
+    final/                     the last model (HF folder), what later stages load
+
+A checkpoint is written to ``step-N.tmp`` and renamed when complete, so a run killed while
+saving leaves the previous checkpoint as the latest one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+STATE_FILE = "trainer_state.pt"
+
+
+def latest_checkpoint(stage_dir: str | Path) -> Path | None:
+    root = Path(stage_dir) / "checkpoints"
+    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")
+                  and (p / STATE_FILE).exists())
+    return done[-1] if done else None
+
+
+def save_final(stage_dir: str | Path, model) -> Path:
+    """The stage's result as an HF folder ``final/`` (written to ``final.tmp``, then renamed)."""
+    from cot_ray.model import save_checkpoint
+
+    final, tmp = Path(stage_dir) / "final", Path(stage_dir) / "final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def save_checkpoint_dir(stage_dir: str | Path, step: int, model, optimizer_state: dict, extra: dict,
+                        keep: int = 2) -> Path:
+    import torch
+
+    from cot_ray.model import save_checkpoint
+
+    root = Path(stage_dir) / "checkpoints"
+    final = root / f"step-{step:06d}"
+    tmp = root / f"step-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, tmp)
+    torch.save({"step": step, "optimizer": optimizer_state, **extra}, tmp / STATE_FILE)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -1,0 +1,94 @@
+"""Driver side of stages I-III: build the Ray Data dataset, launch a Ray Train ``TorchTrainer``.
+
+``run_stage`` is the one entry point; the stages differ only in the dataset they pass and in
+where the model starts (fresh for stage I, the previous stage's ``final/`` afterwards).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from cot_ray.config import ModelConfig, ReflectiveConfig, TrainConfig
+from cot_ray.train.checkpoints import latest_checkpoint
+
+log = logging.getLogger(__name__)
+
+STAGES = ("pretrain", "sft", "reflective-sft")
+
+
+def stage_done(stage_dir: str | Path) -> bool:
+    return (Path(stage_dir) / "final" / "model.safetensors").exists()
+
+
+def corpus_dataset(paths: list[str], stage: str, verification: str | None = None):
+    """The Ray Data dataset of training examples for ``stage`` from corpus Parquet files."""
+    import ray.data
+
+    from cot_ray.train.data import documents_batch, sft_batch
+
+    ds = ray.data.read_parquet(paths, columns=["trace"])
+    if stage == "pretrain":
+        return ds.map_batches(documents_batch, batch_format="pyarrow")
+    return ds.map_batches(sft_batch, batch_format="pyarrow", fn_kwargs={"with_verification": verification})
+
+
+def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir: str | Path,
+              init: str | None = None, progress: bool = True) -> Path:
+    """Train one stage on Ray Train; resumes from the stage's latest checkpoint; returns final/."""
+    import ray.train
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from cot_ray.raycluster import ensure_ray
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    out_dir = Path(out_dir).resolve()
+    ensure_ray()
+    t0 = time.perf_counter()
+    dataset = dataset.materialize()  # tokenise once, before the workers claim the CPUs
+    n = dataset.count()
+    steps = cfg.steps or math.ceil((cfg.epochs or 1.0) * n / cfg.batch_size)
+    if stage == "pretrain" and cfg.steps is None:
+        raise ValueError("pretrain.steps: pretraining runs for a number of steps; set it")
+    loop_cfg = {
+        **cfg.model_dump(), "stage": stage, "steps": steps, "steps_per_epoch": max(1, math.ceil(n / cfg.batch_size)),
+        "out_dir": str(out_dir), "init": init, "model_size": model.size, "max_positions": model.max_positions,
+        "threads": cfg.cpus_per_worker, "progress": progress,
+    }
+    resume = latest_checkpoint(out_dir)
+    log.info("%s: %d examples, %d steps on %d worker(s)%s", stage, n, steps, cfg.workers,
+             f", resuming from {resume.name}" if resume else "")
+    from cot_ray.train.loop import train_loop_per_worker
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_cfg,
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        datasets={"train": dataset},
+        run_config=RunConfig(name=stage, storage_path=str(out_dir / "ray_results"),
+                             failure_config=ray.train.FailureConfig(max_failures=0)),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise RuntimeError(f"{stage} failed: {result.error}")
+    log.info("%s: done in %.0fs, last metrics %s", stage, time.perf_counter() - t0, result.metrics)
+    return out_dir / "final"
+
+
+def reflective_dataset(corpus_paths: list[str], verification_parquet: list[str], cfg: ReflectiveConfig):
+    """Stage III mixture: expert planning examples with positive labels + sampled verifications."""
+    import ray.data
+
+    from cot_ray.train.data import verification_examples
+
+    labels = "detailed" if cfg.verification in ("detailed", "optional") else "binary"
+    planning = corpus_dataset(corpus_paths, "sft", verification=labels)
+    records = ray.data.read_parquet(verification_parquet).map_batches(
+        lambda b: verification_examples(b.to_pylist()), batch_format="pyarrow")
+    return planning.union(records)
