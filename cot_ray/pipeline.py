@@ -5,6 +5,7 @@
     stage2-sft/final
     data/reflective-<task>.parquet    stage-III data: sampled steps + expert verifications
     stage3-reflective-sft/final
+    stage4-rl-mtp/final, stage4-rl-rmtp/final   RL-tuned policies (GRPO or PPO), metrics.csv
     eval/<name>.json(l)               evaluations of each checkpoint (and of the expert baselines)
     report.md, accuracy.png           the report
 
@@ -42,6 +43,7 @@ def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True)
     corpora = corpus_stage(config, out, progress)
     rows = expert_eval_stage(config, out, progress)
     rows += training_stages(config, out, corpora, progress)
+    rows += rl_stages(config, out, progress)
     report = write_report(config, rows, out)
     log.info("pipeline finished in %.1fs; report: %s", time.time() - t0, report)
     return report
@@ -105,51 +107,80 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
 
 def training_stages(config: PipelineConfig, out: Path, corpora: list[str], progress: bool) -> list[dict]:
     """Stages I-III on Ray Train, with the rollout pool sampling stage-III data and evaluating."""
+    train_stage("pretrain", config, out, corpora, progress)
+    train_stage("sft", config, out, corpora, progress)
+    rows = _cached(out / "eval" / "stage2-sft.json",
+                   lambda: _with_pool(config, out / STAGE_DIRS["sft"] / "final",
+                                      lambda pool: eval_checkpoint(config, pool, "stage2-sft", ["mtp"], out)))
+    train_stage("reflective-sft", config, out, corpora, progress)
+    rows += _cached(out / "eval" / "stage3-reflective-sft.json",
+                    lambda: _with_pool(config, out / STAGE_DIRS["reflective-sft"] / "final",
+                                       lambda pool: eval_checkpoint(config, pool, "stage3-reflective-sft",
+                                                                    list(config.eval.modes), out)))
+    return rows
+
+
+def rl_stages(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
+    """Stage IV twice: the MTP policy (stage II) through the MTP, the self-verifying policy
+    (stage III) through the RMTP; then both are evaluated like their starting points."""
+    from cot_ray.rl.driver import run_rl
+
+    rows = []
+    for name, init, mode, modes in (
+        ("stage4-rl-mtp", STAGE_DIRS["sft"], "mtp", ["mtp"]),
+        ("stage4-rl-rmtp", STAGE_DIRS["reflective-sft"], "rmtp", list(config.eval.modes)),
+    ):
+        final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress)
+        rows += _cached(out / "eval" / f"{name}.json",
+                        lambda final=final, name=name, modes=modes: _with_pool(
+                            config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
+    return rows
+
+
+def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
+    """Train one of stages I-III into ``out/stageN-*`` unless it is done; returns its final/.
+
+    Each stage starts from the previous stage's final checkpoint; stage III first samples its
+    data with the rollout pool (kept in ``data/reflective-<task>.parquet``).
+    """
     from cot_ray.train.stages import corpus_dataset, reflective_dataset, run_stage, stage_done
 
-    dirs = {k: out / v for k, v in STAGE_DIRS.items()}
-    if not stage_done(dirs["pretrain"]):
-        run_stage("pretrain", config.pretrain, config.model, corpus_dataset(corpora, "pretrain"), dirs["pretrain"],
-                  progress=progress)
-    if not stage_done(dirs["sft"]):
-        run_stage("sft", config.sft, config.model, corpus_dataset(corpora, "sft"), dirs["sft"],
-                  init=str(dirs["pretrain"] / "final"), progress=progress)
-    pool = None
+    stage_dir = out / STAGE_DIRS[stage]
+    if stage_done(stage_dir):
+        log.info("%s: %s exists, skipped", stage, stage_dir / "final")
+        return stage_dir / "final"
+    order = list(STAGE_DIRS)
+    init = None if stage == "pretrain" else out / STAGE_DIRS[order[order.index(stage) - 1]] / "final"
+    if init is not None and not stage_done(init.parent):
+        raise ValueError(f"{stage} starts from {init}, which does not exist yet: run {order[order.index(stage) - 1]}")
+    if stage == "reflective-sft":
+        cfg = config.reflective_sft
+        data = [out / "data" / f"reflective-{t}.parquet" for t in config.corpus.tasks]
+        missing = [(t, p) for t, p in zip(config.corpus.tasks, data) if not p.exists()]
+        if missing:
+            _with_pool(config, init, lambda pool: [_sample_reflective(config, pool, t, p) for t, p in missing])
+        dataset = reflective_dataset(corpora, [str(p) for p in data], cfg)
+    else:
+        cfg = config.pretrain if stage == "pretrain" else config.sft
+        dataset = corpus_dataset(corpora, stage)
+    return run_stage(stage, cfg, config.model, dataset, stage_dir, init=str(init) if init else None,
+                     progress=progress)
+
+
+def _with_pool(config: PipelineConfig, checkpoint: Path, work):
+    """Run ``work(pool)`` on a rollout pool over ``checkpoint``; the pool is gone afterwards, so
+    the CPUs are free for the next training stage."""
+    pool = _pool(config, str(checkpoint))
     try:
-        rows: list[dict] = []
-        sft_eval = out / "eval" / "stage2-sft.json"
-        reflective_data = [out / "data" / f"reflective-{t}.parquet" for t in config.corpus.tasks]
-        if not sft_eval.exists() or not all(p.exists() for p in reflective_data):
-            pool = _pool(config, str(dirs["sft"] / "final"))
-        rows += _cached(sft_eval, lambda: eval_checkpoint(config, pool, "stage2-sft", ["mtp"], out))
-        for task, path in zip(config.corpus.tasks, reflective_data):
-            if not path.exists():
-                _sample_reflective(config, pool, task, path)
-        if not stage_done(dirs["reflective-sft"]):
-            if pool is not None:
-                pool.shutdown()
-                pool = None  # free the CPUs for the trainer
-            run_stage("reflective-sft", config.reflective_sft, config.model,
-                      reflective_dataset(corpora, [str(p) for p in reflective_data], config.reflective_sft),
-                      dirs["reflective-sft"], init=str(dirs["sft"] / "final"), progress=progress)
-        stage3_eval = out / "eval" / "stage3-reflective-sft.json"
-        if not stage3_eval.exists() and pool is None:
-            pool = _pool(config, str(dirs["reflective-sft"] / "final"))
-        rows += _cached(stage3_eval, lambda: eval_checkpoint(config, pool, "stage3-reflective-sft",
-                                                             list(config.eval.modes), out))
-        return rows
+        return work(pool)
     finally:
-        if pool is not None:
-            pool.shutdown()
+        pool.shutdown()
 
 
 def _pool(config: PipelineConfig, checkpoint: str):
-    from cot_ray.rollout.pool import RolloutPool
+    from cot_ray.rollout.pool import pool_from_config
 
-    r = config.rollout
-    kwargs = {"gpu_memory_utilization": r.gpu_memory_utilization} if r.gpu_memory_utilization else {}
-    pool = RolloutPool(checkpoint, num_workers=r.workers, engine=r.engine, engine_kwargs=kwargs,
-                       worker_cpus=r.cpus_per_worker)
+    pool = pool_from_config(config.rollout, checkpoint)
     pool.wait_ready()
     return pool
 

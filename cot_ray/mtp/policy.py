@@ -19,6 +19,7 @@ class SamplingSpec:
     max_tokens: int = 256
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
+    ignore_eos: bool = False  # write exactly max_tokens (benchmarks)
 
 
 @dataclass

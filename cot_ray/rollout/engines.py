@@ -58,7 +58,7 @@ class VLLMPolicy:
 
         params = [
             SamplingParams(temperature=s.temperature, max_tokens=s.max_tokens, stop_token_ids=list(s.stop_token_ids),
-                           seed=s.seed, logprobs=0, detokenize=False)
+                           seed=s.seed, logprobs=0, detokenize=False, ignore_eos=s.ignore_eos)
             for s in specs
         ]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
@@ -112,7 +112,8 @@ class TorchPolicy:
 
         tok = Tokenizer()
         pad = tok.pad_id
-        stops = sorted({*spec.stop_token_ids, tok.eos_id})  # vLLM always stops at the model's EOS too
+        # vLLM always stops at the model's EOS too (unless told to ignore it)
+        stops = sorted({*spec.stop_token_ids} | (set() if spec.ignore_eos else {tok.eos_id}))
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -125,10 +126,12 @@ class TorchPolicy:
             gen = self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=spec.max_tokens, do_sample=sample,
                 temperature=spec.temperature if sample else None, top_k=None, top_p=None,
-                eos_token_id=stops, pad_token_id=pad,
-                output_scores=True, return_dict_in_generate=True)
+                eos_token_id=stops or None, pad_token_id=pad,
+                min_new_tokens=spec.max_tokens if spec.ignore_eos else None,
+                output_logits=True, return_dict_in_generate=True)
         new = gen.sequences[:, width:]
-        scores = torch.stack(gen.scores, dim=1).log_softmax(-1)  # processed (temperature) scores
+        # raw (temperature 1) log-probs, as vLLM reports them: what the RL ratio is measured in
+        scores = torch.stack(gen.logits, dim=1).float().log_softmax(-1)
         token_lp = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         completions = []
         for row in range(len(prompts)):
@@ -147,7 +150,7 @@ class TorchPolicy:
 
 
 def _spec_key(s: SamplingSpec) -> tuple:
-    return (s.temperature, s.max_tokens, s.stop_token_ids)
+    return (s.temperature, s.max_tokens, s.stop_token_ids, s.ignore_eos)
 
 
 def make_engine(kind: str, checkpoint: str, **kwargs):

@@ -79,7 +79,7 @@ class RolloutPool:
         self._actor_cls = ray.remote(RolloutWorker).options(
             num_cpus=worker_cpus,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-                                      "VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}},
+                                      "VLLM_ALLOW_INSECURE_SERIALIZATION": "1", "VLLM_LOGGING_LEVEL": "WARNING"}},
         )
         self.engine, self.engine_kwargs = engine, dict(engine_kwargs or {})
         self.checkpoint, self.version = checkpoint, version
@@ -289,7 +289,21 @@ class RolloutPool:
                 if not w.ready and now - w.started > self.ready_timeout_s:
                     raise RolloutError(f"rollout worker {w.name} did not start within {self.ready_timeout_s}s")
 
+    def __enter__(self) -> RolloutPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
     def shutdown(self) -> None:
         with self._lock:
             for w in list(self._workers.values()):
                 self._remove(w)
+
+
+def pool_from_config(rollout, checkpoint: str, num_workers: int | None = None, worker_cpus: float | None = None,
+                     version: int = 0) -> RolloutPool:
+    """A pool as a :class:`cot_ray.config.RolloutConfig` describes it (sizes may be overridden)."""
+    kwargs = {"gpu_memory_utilization": rollout.gpu_memory_utilization} if rollout.gpu_memory_utilization else {}
+    return RolloutPool(checkpoint, num_workers=num_workers or rollout.workers, engine=rollout.engine,
+                       engine_kwargs=kwargs, worker_cpus=worker_cpus or rollout.cpus_per_worker, version=version)

@@ -11,8 +11,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-DIFFICULTIES: tuple[str, ...] = ("id-easy", "id-hard", "ood-hard")
-"""The paper's three levels; models train on the two in-distribution ones."""
+DIFFICULTIES: tuple[str, ...] = ("id-easy", "id-hard", "ood-hard", "toy")
+"""The paper's three levels (models train on the two in-distribution ones), plus ``toy``, which
+is not in the paper: problems small enough for smoke runs and tests to learn in seconds."""
 
 IN_DISTRIBUTION: tuple[str, ...] = ("id-easy", "id-hard")
 

@@ -27,6 +27,7 @@ DIGIT_RANGES: dict[str, tuple[int, int]] = {
     "id-easy": (1, 5),
     "id-hard": (6, 8),
     "ood-hard": (9, 10),
+    "toy": (1, 2),
 }
 """Number of digits d of the larger multiplicand per difficulty (paper Table in section 5)."""
 

@@ -25,6 +25,7 @@ BLANK_RANGES: dict[str, tuple[int, int]] = {
     "id-easy": (9, 35),
     "id-hard": (36, 53),
     "ood-hard": (54, 62),
+    "toy": (3, 8),
 }
 """Number of blanks b per difficulty, inclusive (paper: 9<=b<36, 36<=b<54, 54<=b<63)."""
 

@@ -132,11 +132,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if rank == 0:
             writer.writerow([done, f"{metrics['loss']:.5f}", f"{lr:.3g}", f"{metrics['tokens_per_s']:.0f}",
                              f"{time.perf_counter() - t_start:.1f}"])
+            fh.flush()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
             if done % cfg["checkpoint_every"] == 0 or done == cfg["steps"]:
-                fh.flush()
                 save_checkpoint_dir(stage_dir, done, unwrapped, opt.state_dict(), {"loss": metrics["loss"]},
                                     keep=cfg["keep_checkpoints"])
         if done % cfg["report_every"] == 0 or done == cfg["steps"]:

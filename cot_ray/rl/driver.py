@@ -1,0 +1,228 @@
+"""Stage IV's single controller: sample -> score -> stream to the learner -> sync weights.
+
+    rollout pool (vLLM actors)  --trajectories-->  driver  --RewardModel actor-->  rewards
+    driver  --experience (object refs on per-worker Ray queues)-->  learner (Ray Train, DDP)
+    learner --(version, weights folder) on the control queue-->  driver --reload_weights--> pool
+
+Synchronous mode samples each batch with the newest weights (on-policy). Asynchronous mode
+samples batch k+1 while the learner trains on batch k, and drops a batch whose policy version
+is more than ``max_staleness`` versions behind the learner (the clipped importance ratio, taken
+against the sampling log-probs, corrects the rest). Every update appends a row of metrics to
+``metrics.csv``: reward, accuracy, reflection frequency, e+/e-, KL, entropy and the time split
+generate / score / learn / weight-sync.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from cot_ray.config import PipelineConfig, RLConfig
+from cot_ray.mtp import ExecutionConfig, Trajectory
+from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
+from cot_ray.rl.losses import group_advantages
+from cot_ray.tasks import get_task
+from cot_ray.train.checkpoints import latest_checkpoint
+
+log = logging.getLogger(__name__)
+CONTROL_TIMEOUT_S = 1800.0
+FIELDS = ["update", "policy_version", "reward", "accuracy", "reflection", "e_plus", "e_minus", "kl", "entropy",
+          "clip_frac", "loss", "value_loss", "tokens", "dropped", "generate_s", "score_s", "learn_s", "sync_s",
+          "learner_idle_s", "step_s"]
+
+
+def queries(config: PipelineConfig, update: int) -> tuple[str, list]:
+    """The problems of update ``update``: a task (round robin) and its queries, each repeated G
+    times in a row. Depends only on (seed, update), so a resumed run sees the same data."""
+    from cot_ray.data.corpus import make_problem
+
+    rl = config.rl
+    task_name = config.corpus.tasks[update % len(config.corpus.tasks)]
+    task = get_task(task_name)
+    first = update * rl.queries_per_update
+    index = [(first + i) % rl.query_pool if rl.query_pool else first + i for i in range(rl.queries_per_update)]
+    base = [make_problem(task, rl.difficulty, rl.seed + 7919, i) for i in index]
+    return task_name, [p for p in base for _ in range(rl.group_size)]
+
+
+def build_experience(trajs: list[Trajectory], rewards: list[float], first_errors: list[int | None],
+                     rl: RLConfig) -> list:
+    import torch
+
+    groups = torch.arange(len(trajs)) // rl.group_size
+    adv = group_advantages(torch.tensor(rewards), groups).tolist()
+    seqs = []
+    for i, (t, r, a, fe) in enumerate(zip(trajs, rewards, adv, first_errors)):
+        if rl.early_truncation:
+            t = truncate_at_first_error(t, fe)
+        seqs += trajectory_sequences(t, i, a, r)
+    return seqs
+
+
+def _execution(rl: RLConfig, mode: str, update: int) -> ExecutionConfig:
+    return ExecutionConfig(mode=mode, plan_temperature=rl.plan_temperature, revision_temperature=rl.plan_temperature,
+                           verify_temperature=rl.verify_temperature, seed=rl.seed * 100_003 + update)
+
+
+class _Learner:
+    """The Ray Train learner, running ``fit()`` in a background thread, fed through queues."""
+
+    def __init__(self, rl: RLConfig, init: str, out: Path) -> None:
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+        from ray.util.queue import Queue
+
+        from cot_ray.rl.learner import rl_loop_per_worker
+
+        self.queues = [Queue(maxsize=2) for _ in range(rl.workers)]
+        self.control = Queue()
+        loop_cfg = {**rl.model_dump(), "init": init, "out_dir": str(out), "threads": rl.cpus_per_worker,
+                    "queues": self.queues, "control": self.control, "steps": rl.updates, "warmup_steps": 1}
+        self.trainer = TorchTrainer(
+            rl_loop_per_worker, train_loop_config=loop_cfg,
+            scaling_config=ScalingConfig(num_workers=rl.workers, use_gpu=rl.use_gpu,
+                                         resources_per_worker={"CPU": rl.cpus_per_worker}),
+            torch_config=TorchConfig(backend="nccl" if rl.use_gpu else "gloo"),
+            run_config=RunConfig(name="rl", storage_path=str(out / "ray_results"),
+                                 failure_config=FailureConfig(max_failures=0)))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._fit, daemon=True, name="rl-learner")
+        self.thread.start()
+
+    def _fit(self) -> None:
+        try:
+            result = self.trainer.fit()
+            if result.error:
+                self.error = result.error
+        except BaseException as err:  # surfaced by wait()
+            self.error = err
+
+    def push(self, shards: list[list]) -> None:
+        import ray
+
+        ref = ray.put(shards)
+        for q in self.queues:
+            q.put({"ref": ref}, timeout=CONTROL_TIMEOUT_S)
+
+    def poll(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next published update, or None if none arrives within ``timeout`` (0: don't wait)."""
+        from ray.util.queue import Empty
+
+        deadline = time.monotonic() + (timeout if timeout is not None else CONTROL_TIMEOUT_S)
+        while True:
+            if self.error is not None:
+                raise RuntimeError(f"the RL learner failed: {self.error}")
+            try:
+                return self.control.get(timeout=min(5.0, max(0.0, deadline - time.monotonic())) or 0.01)
+            except Empty:
+                if time.monotonic() >= deadline:
+                    if timeout is None:
+                        raise RuntimeError(f"the RL learner published nothing for {CONTROL_TIMEOUT_S}s") from None
+                    return None
+
+    def close(self) -> None:
+        for q in self.queues:
+            q.put(None)
+        self.thread.join(timeout=600)
+        if self.error is not None:
+            raise RuntimeError(f"the RL learner failed: {self.error}")
+
+
+def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progress: bool = True) -> Path:
+    """RL-tune the policy at ``init`` through the MTP or RMTP into ``out``; returns ``out/final``.
+
+    Resumes from ``out``'s latest checkpoint (same update number, same data); the reference
+    policy stays ``init``.
+    """
+    import ray
+    from tqdm import tqdm
+
+    from cot_ray.raycluster import ensure_ray
+    from cot_ray.rollout.pool import pool_from_config
+    from cot_ray.verify import RewardModel, actor_class, verification_counts
+
+    rl = config.rl
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_ray()
+    latest = latest_checkpoint(out)
+    start = 0
+    if latest is not None:
+        import torch
+
+        start = torch.load(latest / "trainer_state.pt", map_location="cpu", weights_only=False)["step"]
+        log.info("rl: resuming from %s at update %d", latest, start)
+    if start >= rl.updates and (out / "final" / "model.safetensors").exists():
+        return out / "final"
+    reward = actor_class(RewardModel, num_cpus=0).remote()
+    pool = pool_from_config(config.rollout, str(latest or init), num_workers=rl.rollout_workers,
+                            worker_cpus=rl.rollout_cpus, version=start)
+    learner = _Learner(rl, init, out)
+    metrics_path = out / "metrics.csv"
+    new_file = start == 0 or not metrics_path.exists()
+    fh = open(metrics_path, "w" if new_file else "a", newline="")
+    writer = csv.DictWriter(fh, fieldnames=FIELDS)
+    if new_file:
+        writer.writeheader()
+    bar = tqdm(total=rl.updates, initial=start, desc=f"rl {rl.algorithm} {mode}", unit="update", disable=not progress)
+    try:
+        pool.wait_ready()
+        version = start
+
+        def sample(update: int) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            task_name, problems = queries(config, update)
+            trajs = pool.run(task_name, problems, _execution(rl, mode, update), unit_size=config.rollout.unit_size)
+            t1 = time.perf_counter()
+            rewards, first_errors = ray.get([reward.rewards.remote(trajs), reward.first_errors.remote(trajs)])
+            seqs = build_experience(trajs, rewards, first_errors, rl)
+            return {"update": update, "trajs": trajs, "rewards": rewards, "seqs": seqs,
+                    "version": min(t.policy_version for t in trajs), "generate_s": t1 - t0,
+                    "score_s": time.perf_counter() - t1}
+
+        update = start
+        batch = sample(update)
+        while update < rl.updates:
+            t_step = time.perf_counter()
+            dropped = 0
+            while batch["version"] < version - rl.max_staleness:  # async only: too stale, resample
+                dropped += 1
+                batch = sample(update)
+            learner.push(shard(batch["seqs"], rl.workers))
+            if rl.asynchronous and update + 1 < rl.updates:
+                following = sample(update + 1)  # overlaps with the learner working on this batch
+            msg = learner.poll(None)
+            t_sync = time.perf_counter()
+            pool.update_weights(msg["path"], msg["version"])
+            sync_s = time.perf_counter() - t_sync
+            version = msg["version"]
+            counts = verification_counts(batch["trajs"])
+            row = {
+                "update": update + 1, "policy_version": batch["version"],
+                "reward": sum(batch["rewards"]) / len(batch["rewards"]),
+                "accuracy": sum(t.correct for t in batch["trajs"]) / len(batch["trajs"]),
+                "reflection": counts.reflection_frequency, "e_plus": counts.e_plus, "e_minus": counts.e_minus,
+                "kl": msg["kl"], "entropy": msg["entropy"], "clip_frac": msg["clip_frac"], "loss": msg["loss"],
+                "value_loss": msg["value_loss"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
+                "dropped": dropped, "generate_s": batch["generate_s"], "score_s": batch["score_s"],
+                "learn_s": msg["learn_s"], "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"],
+                "step_s": time.perf_counter() - t_step,
+            }
+            writer.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+            fh.flush()
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
+            update += 1
+            if update < rl.updates:
+                batch = following if rl.asynchronous else sample(update)
+        learner.close()
+    finally:
+        bar.close()
+        fh.close()
+        pool.shutdown()
+        ray.kill(reward)
+    return out / "final"

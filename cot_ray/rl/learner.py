@@ -1,0 +1,189 @@
+"""The RL learner: a Ray Train worker group (DDP) that trains on experience streamed to it.
+
+Each worker blocks on its own Ray queue for the next batch of sequences (object refs, no files),
+runs ``epochs`` passes of GRPO or PPO minibatch updates, and rank 0 publishes the new weights as
+an HF folder (what vLLM's ``reload_weights`` reads) with a version number on the control queue.
+The reference policy for the KL term is the frozen initial policy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cot_ray.rl.experience import Sequence
+from cot_ray.rl.losses import gae, masked_mean, policy_loss
+from cot_ray.train.loop import lr_at
+
+QUEUE_TIMEOUT_S = 3600.0
+
+
+class ValueModel(torch.nn.Module):
+    """PPO's critic: the policy's transformer body with a scalar head (paper B.1)."""
+
+    def __init__(self, policy) -> None:
+        super().__init__()
+        import copy
+
+        self.body = copy.deepcopy(policy.model)
+        self.head = torch.nn.Linear(policy.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(input_ids=input_ids).last_hidden_state).squeeze(-1)
+
+
+def pad(seqs: list[Sequence], pad_id: int) -> dict[str, torch.Tensor]:
+    """Inputs and per-position targets: position t predicts ids[t+1]; token fields sit at the
+    positions that predict them."""
+    width = max(len(s.ids) for s in seqs) - 1
+    b = len(seqs)
+    out = {k: torch.zeros(b, width) for k in ("old_logp", "adv_mask", "train_mask", "advantage")}
+    out["x"] = torch.full((b, width), pad_id, dtype=torch.long)
+    out["y"] = torch.full((b, width), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        n = len(s.ids) - 1
+        out["x"][i, :n] = torch.tensor(s.ids[:-1])
+        out["y"][i, :n] = torch.tensor(s.ids[1:])
+        lo = s.start - 1
+        hi = lo + len(s.train_mask)
+        out["old_logp"][i, lo:hi] = torch.tensor(s.old_logp)
+        out["adv_mask"][i, lo:hi] = torch.tensor(s.adv_mask)
+        out["train_mask"][i, lo:hi] = torch.tensor(s.train_mask)
+        out["advantage"][i, lo:hi] = s.advantage
+    return out
+
+
+def token_logp(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of each target token at temperature 1 (as vLLM reports it), and the entropy."""
+    logits = model(input_ids=x).logits.float()
+    logp_all = logits.log_softmax(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp_all.gather(-1, y.unsqueeze(-1)).squeeze(-1), entropy
+
+
+def ppo_advantages(value_model, seqs: list[Sequence], batch: dict[str, torch.Tensor], gamma: float,
+                   lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-level GAE along each trajectory's chain of step tokens; reward at its last token."""
+    with torch.no_grad():
+        values = value_model(batch["x"])
+    adv = torch.zeros_like(values)
+    returns = torch.zeros_like(values)
+    chains: dict[int, list[tuple[int, int]]] = {}
+    for i, s in enumerate(seqs):
+        for t in torch.nonzero(batch["train_mask"][i]).flatten().tolist():
+            chains.setdefault(s.trajectory, []).append((i, t))
+    for pos in chains.values():
+        rows, cols = zip(*pos)
+        v = values[list(rows), list(cols)]
+        r = torch.zeros_like(v)
+        r[-1] = seqs[rows[0]].reward
+        a, ret = gae(r, v, gamma, lam)
+        adv[list(rows), list(cols)] = a
+        returns[list(rows), list(cols)] = ret
+    return adv, returns
+
+
+def rl_loop_per_worker(cfg: dict[str, Any]) -> None:
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from cot_ray.model import load_model
+    from cot_ray.tokenizer import Tokenizer
+    from cot_ray.train.checkpoints import STATE_FILE, latest_checkpoint, save_checkpoint_dir, save_final
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.set_num_threads(max(1, int(cfg["threads"])))
+    out = Path(cfg["out_dir"])
+    latest = latest_checkpoint(out)
+    policy = load_model(latest or cfg["init"])
+    ref = load_model(cfg["init"]).eval().requires_grad_(False)
+    ppo = cfg["algorithm"] == "ppo"
+    value = ValueModel(policy) if ppo else None
+    version = 0
+    if latest is not None:
+        state = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=False)
+        version = state["step"]
+        if value is not None and "value" in state:
+            value.load_state_dict(state["value"])
+    policy = ray.train.torch.prepare_model(policy)
+    params = list(policy.parameters())
+    if value is not None:
+        value = ray.train.torch.prepare_model(value)
+        params += list(value.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.95), weight_decay=0.0)
+    if latest is not None:
+        opt.load_state_dict(state["optimizer"])
+    unwrapped = policy.module if hasattr(policy, "module") else policy
+    pad_id = Tokenizer().pad_id
+    queue, control = cfg["queues"][rank], cfg["control"]
+    while True:
+        t_wait = time.perf_counter()
+        msg = queue.get(timeout=QUEUE_TIMEOUT_S)
+        idle = time.perf_counter() - t_wait
+        if msg is None:
+            break
+        seqs: list[Sequence] = ray.get(msg["ref"])[rank]
+        t0 = time.perf_counter()
+        lr = lr_at(version, cfg)  # cfg carries steps = planned updates, warmup_steps
+        for group in opt.param_groups:
+            group["lr"] = lr
+        stats = _update(policy, ref, value, opt, seqs, cfg, pad_id, version)
+        version += 1
+        learn_s = time.perf_counter() - t0
+        if rank == 0:
+            t1 = time.perf_counter()
+            weights = save_final(out / "weights" / f"v{version:06d}", unwrapped)
+            for old in sorted((out / "weights").glob("v*"))[:-2]:
+                shutil.rmtree(old, ignore_errors=True)
+            if version % cfg["checkpoint_every"] == 0:
+                extra = {"value": (value.module if hasattr(value, "module") else value).state_dict()} if ppo else {}
+                save_checkpoint_dir(out, version, unwrapped, opt.state_dict(), extra, keep=2)
+            control.put({"version": version, "path": str(weights), "learn_s": learn_s, "idle_s": idle,
+                         "save_s": time.perf_counter() - t1, "lr": lr, **stats})
+    if rank == 0:
+        save_final(out, unwrapped)
+
+
+def _update(policy, ref, value, opt, seqs: list[Sequence], cfg: dict[str, Any], pad_id: int,
+            version: int) -> dict[str, float]:
+    """``epochs`` passes of minibatch updates over this worker's sequences."""
+    mb = cfg["minibatch_size"]
+    warmup = value is not None and version < cfg["value_warmup_updates"]
+    sums: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "value_loss": 0.0}
+    n = 0
+    for epoch in range(cfg["epochs"]):
+        order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(version * 1000 + epoch)).tolist()
+        for k in range(0, len(seqs), mb):
+            part = [seqs[i] for i in order[k:k + mb]]
+            batch = pad(part, pad_id)
+            mask = batch["train_mask"]
+            logp, entropy = token_logp(policy, batch["x"], batch["y"])
+            with torch.no_grad():
+                ref_logp, _ = token_logp(ref, batch["x"], batch["y"])
+            if value is not None:
+                adv, returns = ppo_advantages(value, part, batch, cfg["gamma"], cfg["lam"])
+                v_loss = masked_mean((value(batch["x"]) - returns) ** 2, mask)
+                adv = adv * batch["adv_mask"]
+            else:
+                adv, v_loss = batch["advantage"] * batch["adv_mask"], torch.zeros(())
+            p_loss, diag = policy_loss(logp, batch["old_logp"], ref_logp, adv, mask, cfg["clip"], cfg["kl_coef"])
+            loss = cfg["value_coef"] * v_loss + (0.0 * p_loss if warmup else p_loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg["grad_clip"])
+            opt.step()
+            sums["loss"] += float(p_loss)
+            sums["value_loss"] += float(v_loss)
+            sums["kl"] += diag["kl"]
+            sums["clip_frac"] += diag["clip_frac"]
+            sums["entropy"] += float(masked_mean(entropy, mask))
+            n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}

@@ -1,0 +1,45 @@
+"""Kill a Ray Train stage mid-run, run it again: it resumes from the latest checkpoint."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+name: resume
+model: {size: tiny, max_positions: 512}
+corpus: {tasks: [mult], n: 128, shard_size: 64, difficulty: id-easy}
+pretrain: {workers: 2, steps: 300, batch_size: 16, block_size: 128, checkpoint_every: 50, warmup_steps: 5,
+           report_every: 50}
+"""
+
+
+def test_killed_pretraining_resumes_and_reaches_the_final_step(tmp_path):
+    cfg = tmp_path / "resume.yaml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cot_ray.cli", "pretrain", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    ckpts = out / "stage1-pretrain" / "checkpoints"
+    deadline = time.time() + 600
+    while not any(p.name == "step-000050" for p in ckpts.glob("step-*")) and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, Ray and both training workers
+    proc.wait()
+    assert not (out / "stage1-pretrain" / "final").exists(), "the run finished before it was killed"
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert "resuming from" in log and "at step" in log
+    with open(out / "stage1-pretrain" / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps[-1] == 300
+    assert (out / "stage1-pretrain" / "final" / "model.safetensors").exists()
+    assert (ckpts / "step-000300").exists()
