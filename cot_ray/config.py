@@ -90,6 +90,8 @@ class TrainConfig(_Strict):
     report_every: int = Field(50, gt=0, description="steps between ray.train.report calls")
     keep_checkpoints: int = Field(2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "
+                                        "e.g. {trainer: 1} to land on a cluster's trainer group")
     seed: int = 0
 
 
@@ -111,6 +113,9 @@ class RolloutConfig(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     unit_size: int = Field(64, gt=0)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per rollout worker (CUDA vLLM)")
+    resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "
+                                        "e.g. {rollout: 1} to land on a cluster's rollout group")
 
 
 class RLConfig(_Strict):
@@ -146,6 +151,7 @@ class RLConfig(_Strict):
     workers: int = Field(1, ge=1, description="learner workers (Ray Train, DDP)")
     cpus_per_worker: float = Field(1.0, gt=0)
     use_gpu: bool = False
+    resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per learner worker")
     rollout_workers: int = Field(1, ge=1)
     rollout_cpus: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(10, gt=0)

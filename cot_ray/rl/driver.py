@@ -85,7 +85,7 @@ class _Learner:
         self.trainer = TorchTrainer(
             rl_loop_per_worker, train_loop_config=loop_cfg,
             scaling_config=ScalingConfig(num_workers=rl.workers, use_gpu=rl.use_gpu,
-                                         resources_per_worker={"CPU": rl.cpus_per_worker}),
+                                         resources_per_worker={"CPU": rl.cpus_per_worker, **rl.resources}),
             torch_config=TorchConfig(backend="nccl" if rl.use_gpu else "gloo"),
             run_config=RunConfig(name="rl", storage_path=str(out / "ray_results"),
                                  failure_config=FailureConfig(max_failures=0)))

@@ -66,7 +66,8 @@ class RolloutPool:
     def __init__(self, checkpoint: str, num_workers: int = 2, engine: str = "auto",
                  engine_kwargs: dict[str, Any] | None = None, worker_cpus: float = 1.0,
                  version: int = 0, unit_timeout_s: float = 900.0, max_unit_retries: int = 3,
-                 ready_timeout_s: float = 600.0, max_start_failures: int = 3) -> None:
+                 ready_timeout_s: float = 600.0, max_start_failures: int = 3, worker_gpus: float = 0.0,
+                 worker_resources: dict[str, float] | None = None) -> None:
         import ray
 
         from cot_ray.raycluster import ensure_ray
@@ -77,7 +78,7 @@ class RolloutPool:
         ensure_ray()
         threads = max(1, int(worker_cpus))
         self._actor_cls = ray.remote(RolloutWorker).options(
-            num_cpus=worker_cpus,
+            num_cpus=worker_cpus, num_gpus=worker_gpus, resources=dict(worker_resources or {}),
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind",
                                       "VLLM_ALLOW_INSECURE_SERIALIZATION": "1", "VLLM_LOGGING_LEVEL": "WARNING"}},
         )
@@ -306,4 +307,5 @@ def pool_from_config(rollout, checkpoint: str, num_workers: int | None = None, w
     """A pool as a :class:`cot_ray.config.RolloutConfig` describes it (sizes may be overridden)."""
     kwargs = {"gpu_memory_utilization": rollout.gpu_memory_utilization} if rollout.gpu_memory_utilization else {}
     return RolloutPool(checkpoint, num_workers=num_workers or rollout.workers, engine=rollout.engine,
-                       engine_kwargs=kwargs, worker_cpus=worker_cpus or rollout.cpus_per_worker, version=version)
+                       engine_kwargs=kwargs, worker_cpus=worker_cpus or rollout.cpus_per_worker, version=version,
+                       worker_gpus=rollout.gpus_per_worker, worker_resources=rollout.resources)
