@@ -79,9 +79,14 @@ def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list
     tag = f"{policy}-{task}-{difficulty}-{mode}".replace("/", "_")
     (out / "eval").mkdir(parents=True, exist_ok=True)
     write_jsonl(str(out / "eval" / f"{tag}.jsonl"), (record(t) for t in trajs))
+    from cot_ray.verify import verification_counts
+
     summary = Summary.of(trajs)
-    log.info("eval %s %s %s %s: %s", policy, task, difficulty, mode, summary.line())
-    return {"policy": policy, "task": task, "difficulty": difficulty, "mode": mode, **summary.__dict__}
+    counts = verification_counts(trajs)
+    log.info("eval %s %s %s %s: %s e+=%s e-=%s", policy, task, difficulty, mode, summary.line(), counts.e_plus,
+             counts.e_minus)
+    return {"policy": policy, "task": task, "difficulty": difficulty, "mode": mode, **summary.__dict__,
+            "e_plus": counts.e_plus, "e_minus": counts.e_minus}
 
 
 def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
@@ -106,23 +111,31 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
 
 
 def training_stages(config: PipelineConfig, out: Path, corpora: list[str], progress: bool) -> list[dict]:
-    """Stages I-III on Ray Train, with the rollout pool sampling stage-III data and evaluating."""
+    """Stages I-III on Ray Train; the stage-II policy's rollout pool both evaluates it and samples
+    the stage-III data (one engine start instead of two)."""
     train_stage("pretrain", config, out, corpora, progress)
-    train_stage("sft", config, out, corpora, progress)
-    rows = _cached(out / "eval" / "stage2-sft.json",
-                   lambda: _with_pool(config, out / STAGE_DIRS["sft"] / "final",
-                                      lambda pool: eval_checkpoint(config, pool, "stage2-sft", ["mtp"], out)))
-    train_stage("reflective-sft", config, out, corpora, progress)
+    sft_final = train_stage("sft", config, out, corpora, progress)
+    sft_eval = out / "eval" / "stage2-sft.json"
+    missing = _missing_reflective_data(config, out)
+    if missing or not sft_eval.exists():
+        def both(pool):
+            _cached(sft_eval, lambda: eval_checkpoint(config, pool, "stage2-sft", ["mtp"], out))
+            for task, path in missing:
+                _sample_reflective(config, pool, task, path)
+
+        _with_pool(config, sft_final, both)
+    rows = _cached(sft_eval, lambda: [])
+    final = train_stage("reflective-sft", config, out, corpora, progress)
     rows += _cached(out / "eval" / "stage3-reflective-sft.json",
-                    lambda: _with_pool(config, out / STAGE_DIRS["reflective-sft"] / "final",
-                                       lambda pool: eval_checkpoint(config, pool, "stage3-reflective-sft",
-                                                                    list(config.eval.modes), out)))
+                    lambda: _with_pool(config, final, lambda pool: eval_checkpoint(
+                        config, pool, "stage3-reflective-sft", list(config.eval.modes), out)))
     return rows
 
 
 def rl_stages(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
     """Stage IV twice: the MTP policy (stage II) through the MTP, the self-verifying policy
-    (stage III) through the RMTP; then both are evaluated like their starting points."""
+    (stage III) through the RMTP. Each is evaluated on its RL run's own pool, which holds the
+    final weights when training ends."""
     from cot_ray.rl.driver import run_rl
 
     rows = []
@@ -130,11 +143,21 @@ def rl_stages(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
         ("stage4-rl-mtp", STAGE_DIRS["sft"], "mtp", ["mtp"]),
         ("stage4-rl-rmtp", STAGE_DIRS["reflective-sft"], "rmtp", list(config.eval.modes)),
     ):
-        final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress)
-        rows += _cached(out / "eval" / f"{name}.json",
-                        lambda final=final, name=name, modes=modes: _with_pool(
-                            config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
+        cache = out / "eval" / f"{name}.json"
+
+        def evaluate(pool, name=name, modes=modes, cache=cache):
+            _cached(cache, lambda: eval_checkpoint(config, pool, name, modes, out))
+
+        final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress,
+                       on_done=None if cache.exists() else evaluate)
+        rows += _cached(cache, lambda final=final, name=name, modes=modes: _with_pool(
+            config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
     return rows
+
+
+def _missing_reflective_data(config: PipelineConfig, out: Path) -> list[tuple[str, Path]]:
+    paths = [(t, out / "data" / f"reflective-{t}.parquet") for t in config.corpus.tasks]
+    return [(t, p) for t, p in paths if not p.exists()]
 
 
 def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
@@ -156,7 +179,7 @@ def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str
     if stage == "reflective-sft":
         cfg = config.reflective_sft
         data = [out / "data" / f"reflective-{t}.parquet" for t in config.corpus.tasks]
-        missing = [(t, p) for t, p in zip(config.corpus.tasks, data) if not p.exists()]
+        missing = _missing_reflective_data(config, out)
         if missing:
             _with_pool(config, init, lambda pool: [_sample_reflective(config, pool, t, p) for t, p in missing])
         dataset = reflective_dataset(corpora, [str(p) for p in data], cfg)
@@ -212,16 +235,39 @@ def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path)
     log.info("reflective data %s: %d examples (%d wrong steps) -> %s", task_name, len(records), negatives, path)
 
 
+PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verification None / RMTP / RTBS
+    ("1M", "mult"): {"id-easy": (23.6, 95.8, 94.5, 93.4), "id-hard": (2.0, 52.7, 44.6, 35.5),
+                     "ood-hard": (1.0, 3.7, 2.2, 1.2)},
+    ("4M", "mult"): {"id-easy": (92.0, 97.7, 97.6, 97.3), "id-hard": (37.3, 56.9, 62.2, 53.0),
+                     "ood-hard": (2.2, 2.9, 1.8, 1.1)},
+    ("16M", "mult"): {"id-easy": (99.2, 98.8, 98.9, 98.8), "id-hard": (65.9, 65.2, 76.7, 74.9),
+                      "ood-hard": (2.5, 1.1, 1.3, 1.3)},
+    ("1M", "sudoku"): {"id-easy": (1.4, 33.0, 32.4, 2.4), "id-hard": (0.0, 0.3, 0.1, 0.0),
+                       "ood-hard": (0.0, 0.0, 0.0, 0.0)},
+    ("4M", "sudoku"): {"id-easy": (52.2, 92.1, 96.8, 96.0), "id-hard": (3.3, 40.9, 46.3, 53.3),
+                       "ood-hard": (0.0, 0.4, 4.0, 6.7)},
+    ("16M", "sudoku"): {"id-easy": (95.7, 97.1, 97.9, 92.5), "id-hard": (48.8, 50.1, 53.1, 54.8),
+                        "ood-hard": (0.4, 0.9, 4.4, 6.0)},
+}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
 def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     """``report.md`` (accuracy tables, laid out like the paper's) and ``accuracy.png``."""
     modes = list(config.eval.modes)
     lines = [f"# cot_ray report: {config.name}", "",
-             "Accuracy (%) per task and difficulty for each execution mode; reflection = share of",
-             "steps that carry a verification; rejected = share of steps the policy rejected.", ""]
+             f"Model {config.model.size}; accuracy (%) per task and difficulty for each execution mode.",
+             "reflection = share of steps that carry a verification; rejected = share of steps the policy",
+             "rejected; e+ / e- = the policy's false-positive / false-negative rate against the expert",
+             "verifier (first attempt at each state, RMTP run). Expert rows are the rule-based baselines.", ""]
     for policy in dict.fromkeys(r["policy"] for r in rows):
         lines += [f"## {policy}", "",
-                  "| task | split | " + " | ".join(m.upper() for m in modes) + " | reflection | rejected |",
-                  "|---|---|" + "---|" * (len(modes) + 2)]
+                  "| task | split | " + " | ".join(m.upper() for m in modes)
+                  + " | reflection | rejected | e+ | e- |",
+                  "|---|---|" + "---|" * (len(modes) + 4)]
         for task in config.corpus.tasks:
             for difficulty in config.eval.difficulties:
                 cells = {r["mode"]: r for r in rows
@@ -231,7 +277,18 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
                 refl = cells.get("rmtp") or next(iter(cells.values()))
                 lines.append(f"| {task} | {difficulty} | "
                              + " | ".join(f"{100 * cells[m]['accuracy']:.1f}" if m in cells else "-" for m in modes)
-                             + f" | {100 * refl['reflection_frequency']:.1f} | {100 * refl['rejection_rate']:.1f} |")
+                             + f" | {_pct(refl['reflection_frequency'])} | {_pct(refl['rejection_rate'])}"
+                             + f" | {_pct(refl.get('e_plus'))} | {_pct(refl.get('e_minus'))} |")
+        lines.append("")
+    paper = [(task, PAPER_TABLE5[(config.model.size, task)]) for task in config.corpus.tasks
+             if (config.model.size, task) in PAPER_TABLE5]
+    if paper:
+        lines += [f"## The paper, {config.model.size} (Table 5, after SFT; trained on ID-Easy and ID-Hard)", "",
+                  "| task | split | MTP model: MTP | binary-verifying model: MTP | RMTP | RTBS |",
+                  "|---|---|---|---|---|---|"]
+        for task, table in paper:
+            for difficulty, values in table.items():
+                lines.append(f"| {task} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
         lines.append("")
     lines += ["![accuracy](accuracy.png)", ""]
     report = out / "report.md"

@@ -18,6 +18,7 @@ import csv
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +133,13 @@ class _Learner:
             raise RuntimeError(f"the RL learner failed: {self.error}")
 
 
-def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progress: bool = True) -> Path:
+def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progress: bool = True,
+           on_done: Callable[[Any], Any] | None = None) -> Path:
     """RL-tune the policy at ``init`` through the MTP or RMTP into ``out``; returns ``out/final``.
 
     Resumes from ``out``'s latest checkpoint (same update number, same data); the reference
-    policy stays ``init``.
+    policy stays ``init``. ``on_done(pool)`` runs after the last update, while the rollout pool
+    (holding the final weights) is still up: evaluation without another engine start.
     """
     import ray
     from tqdm import tqdm
@@ -220,6 +223,8 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
             if update < rl.updates:
                 batch = following if rl.asynchronous else sample(update)
         learner.close()
+        if on_done is not None:
+            on_done(pool)
     finally:
         bar.close()
         fh.close()
