@@ -188,9 +188,9 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
                     "score_s": time.perf_counter() - t1}
 
         update = start
+        t_last = time.perf_counter()  # step_s: wall time per update, sampling included
         batch = sample(update)
         while update < rl.updates:
-            t_step = time.perf_counter()
             dropped = 0
             while batch["version"] < version - rl.max_staleness:  # async only: too stale, resample
                 dropped += 1
@@ -213,8 +213,9 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
                 "value_loss": msg["value_loss"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
                 "dropped": dropped, "generate_s": batch["generate_s"], "score_s": batch["score_s"],
                 "learn_s": msg["learn_s"], "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"],
-                "step_s": time.perf_counter() - t_step,
+                "step_s": time.perf_counter() - t_last,
             }
+            t_last = time.perf_counter()
             writer.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
             fh.flush()
             bar.update(1)
