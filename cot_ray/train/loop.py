@@ -105,11 +105,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     writer = None
     if rank == 0:
         stage_dir.mkdir(parents=True, exist_ok=True)
-        new = not log_file.exists() or start == 0
-        fh = open(log_file, "w" if new else "a", newline="")
+        kept = _rows_up_to(log_file, start)  # a killed run may have logged past its last checkpoint
+        fh = open(log_file, "w", newline="")
         writer = csv.writer(fh)
-        if new:
-            writer.writerow(["step", "loss", "lr", "tokens_per_s", "elapsed_s"])
+        writer.writerow(["step", "loss", "lr", "tokens_per_s", "elapsed_s"])
+        writer.writerows(kept)
     bar = _progress(cfg, start) if rank == 0 else None
     t_start = time.perf_counter()
     for step in range(start, cfg["steps"]):
@@ -146,6 +146,14 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if bar is not None:
             bar.close()
         save_final(stage_dir, unwrapped)
+
+
+def _rows_up_to(path: Path, step: int) -> list[list[str]]:
+    """The data rows of an existing metrics CSV with step <= ``step``."""
+    if step == 0 or not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in list(csv.reader(f))[1:] if row and int(row[0]) <= step]
 
 
 def _progress(cfg: dict[str, Any], start: int):
