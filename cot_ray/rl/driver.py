@@ -28,6 +28,7 @@ from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
 from cot_ray.train.checkpoints import latest_checkpoint
+from cot_ray.train.loop import rows_up_to
 
 log = logging.getLogger(__name__)
 CONTROL_TIMEOUT_S = 1800.0
@@ -166,11 +167,11 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
                             worker_cpus=rl.rollout_cpus, version=start)
     learner = _Learner(rl, init, out)
     metrics_path = out / "metrics.csv"
-    new_file = start == 0 or not metrics_path.exists()
-    fh = open(metrics_path, "w" if new_file else "a", newline="")
+    kept = rows_up_to(metrics_path, start)  # a killed run may have logged past its last checkpoint
+    fh = open(metrics_path, "w", newline="")
     writer = csv.DictWriter(fh, fieldnames=FIELDS)
-    if new_file:
-        writer.writeheader()
+    writer.writeheader()
+    csv.writer(fh).writerows(kept)
     bar = tqdm(total=rl.updates, initial=start, desc=f"rl {rl.algorithm} {mode}", unit="update", disable=not progress)
     try:
         pool.wait_ready()

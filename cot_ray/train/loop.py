@@ -105,7 +105,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     writer = None
     if rank == 0:
         stage_dir.mkdir(parents=True, exist_ok=True)
-        kept = _rows_up_to(log_file, start)  # a killed run may have logged past its last checkpoint
+        kept = rows_up_to(log_file, start)  # a killed run may have logged past its last checkpoint
         fh = open(log_file, "w", newline="")
         writer = csv.writer(fh)
         writer.writerow(["step", "loss", "lr", "tokens_per_s", "elapsed_s"])
@@ -148,7 +148,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         save_final(stage_dir, unwrapped)
 
 
-def _rows_up_to(path: Path, step: int) -> list[list[str]]:
+def rows_up_to(path: Path, step: int) -> list[list[str]]:
     """The data rows of an existing metrics CSV with step <= ``step``."""
     if step == 0 or not path.exists():
         return []

@@ -92,10 +92,9 @@ def test_async_grpo_learns_and_resumes_after_a_kill(sft_policy, tmp_path):
     assert "resuming from" in resumed.stderr
     rows = _rows(out / "metrics.csv")
     updates = [int(r["update"]) for r in rows]
-    # the resumed run continues after the checkpoint of update 4 (a row the killed driver had not
-    # written yet may be missing) and runs every later update exactly once
-    assert updates[0] == 1 and updates[-1] == 16 and set(range(5, 17)) <= set(updates)
-    assert updates[updates.index(16) - 11:] == list(range(5, 17))
+    # one row per update: the resumed run continued after the checkpoint of update 4 and the rows
+    # the killed run logged past it were replaced
+    assert updates == list(range(1, 17))
     # async: batches are sampled with weights one version behind the learner, never more
     lag = [int(r["update"]) - 1 - int(r["policy_version"]) for r in rows if int(r["update"]) > 4]
     assert max(lag) <= 1 and any(x == 1 for x in lag)
