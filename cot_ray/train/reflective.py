@@ -13,20 +13,16 @@ import random
 from typing import Any
 
 from cot_ray.mtp import ExecutionConfig, Trajectory
-from cot_ray.tasks import Problem, get_task
+from cot_ray.tasks import Problem
+from cot_ray.verify import ExpertVerifier
 
 
 def label_steps(task_name: str, trajectories: list[Trajectory], detailed: bool) -> list[dict[str, Any]]:
     """One record per closed step: (state, step) and the expert's verification of it."""
-    task = get_task(task_name)
-    records = []
-    for traj in trajectories:
-        for s in traj.steps:
-            if not s.error.startswith("the step was not closed"):
-                v = task.verify(s.state, s.step, detailed=detailed)
-                records.append({"task": task_name, "state": s.state, "step": s.step,
-                                "verification": v.text(), "correct": v.ok})
-    return records
+    steps = [s for t in trajectories for s in t.steps if not s.error.startswith("the step was not closed")]
+    labels = ExpertVerifier().label_steps(task_name, steps, detailed=detailed)
+    return [{"task": task_name, "state": s.state, "step": s.step, "verification": v.text(), "correct": v.ok}
+            for s, v in zip(steps, labels)]
 
 
 def balance(records: list[dict[str, Any]], max_positive_share: float, optional: bool,
