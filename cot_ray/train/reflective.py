@@ -14,12 +14,14 @@ from typing import Any
 
 from cot_ray.mtp import ExecutionConfig, Trajectory
 from cot_ray.tasks import Problem
+from cot_ray.tokenizer import Tokenizer
 from cot_ray.verify import ExpertVerifier
 
 
 def label_steps(task_name: str, trajectories: list[Trajectory], detailed: bool) -> list[dict[str, Any]]:
     """One record per closed step: (state, step) and the expert's verification of it."""
-    steps = [s for t in trajectories for s in t.steps if not s.error.startswith("the step was not closed")]
+    close = Tokenizer().step_close_id
+    steps = [s for t in trajectories for s in t.steps if s.step_token_ids[-1:] == [close]]
     labels = ExpertVerifier().label_steps(task_name, steps, detailed=detailed)
     return [{"task": task_name, "state": s.state, "step": s.step, "verification": v.text(), "correct": v.ok}
             for s, v in zip(steps, labels)]
