@@ -127,3 +127,40 @@ def test_a_worker_that_cannot_start_fails_loudly(ray_local, tmp_path):
 
     with pytest.raises(RolloutError, match="failed to start"):
         RolloutPool(str(tmp_path / "no-such-checkpoint"), num_workers=1, engine="torch").wait_ready(timeout_s=120)
+
+
+def test_rollout_cli_writes_parquet_with_a_summary(checkpoints, tmp_path):
+    import subprocess
+    import sys
+
+    from cot_ray.data.trajectories import read_trajectories
+
+    out = tmp_path / "traj.parquet"
+    result = subprocess.run(
+        [sys.executable, "-m", "cot_ray.cli", "rollout", "--checkpoint", checkpoints[0], "--task", "mult",
+         "--mode", "rmtp", "--n", "24", "--workers", "1", "--engine", "vllm", "--unit-size", "8",
+         "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy=" in result.stdout and "reflection=" in result.stdout and "tokens/s=" in result.stdout
+    trajs = read_trajectories(str(out))
+    assert len(trajs) == 24 and all(t.mode == "rmtp" and t.steps for t in trajs)
+    assert all(len(s.step_logprobs) == len(s.step_token_ids) for t in trajs for s in t.steps)
+
+
+def test_eval_cli_on_a_checkpoint_writes_one_line_per_problem(checkpoints, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "cot_ray.cli", "eval", "--checkpoint", checkpoints[0], "--task", "mult",
+         "--mode", "rtbs", "--difficulty", "id-easy", "--n", "6", "--workers", "1", "--engine", "torch",
+         "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6
+    for row in rows:
+        assert {"question", "answer", "predicted", "correct", "steps", "reflections"} <= set(row)
+        q = json.loads(row["question"])
+        assert int(row["answer"]) == q["x"] * q["y"]
