@@ -9,8 +9,9 @@ dependent generations.
 Budgets (decisions for paper.md section 9, items 11-12):
 - MTP: at most ``step_budget`` (T = 32) proposals.
 - RMTP/RTBS: every proposal counts (Algorithm 1). While fewer than ``reflective_budget``
-  (M = 64) proposals were made the policy verifies its steps; after that verification is skipped
-  and up to ``step_budget`` further steps run non-reflectively.
+  (M = 64) proposals were made the policy verifies its steps and retries after a rejection at the
+  revision temperature; after that verification is skipped and up to ``step_budget`` further
+  steps run non-reflectively, at the planning temperature.
 - RTBS: after ``width`` (m = 4) rejected proposals at a state, the search returns to the nearest
   ancestor with attempts left; the root has no attempt limit.
 - A step that T cannot read ends the run ("invalid"); a run without an answer is wrong.
@@ -101,7 +102,7 @@ class MTPExecutor:
         prompts = [tok.plan_prompt(s.state) for s in active]
         specs = [
             SamplingSpec(
-                temperature=cfg.plan_temperature if s.attempts == 0 else cfg.revision_temperature,
+                temperature=cfg.revision_temperature if self._revising(s) else cfg.plan_temperature,
                 max_tokens=cfg.max_step_tokens,
                 stop_token_ids=(tok.step_close_id, tok.eos_id),
                 seed=_seed(cfg.seed, s.index, s.proposals, 0),
@@ -131,6 +132,12 @@ class MTPExecutor:
                 records[k].verification = tok.decode(_until(c.token_ids, tok.verify_mark_id))
         for s, r in zip(active, records):
             self._apply(s, r)
+
+    def _revising(self, s: _Search) -> bool:
+        """A retry after a rejection, while the policy still verifies: sample at the revision
+        temperature. First attempts, and every step after the reflective budget is spent (plain
+        MTP from then on), use the planning temperature."""
+        return s.attempts > 0 and self.config.reflective and s.proposals < self.config.reflective_budget
 
     def _record(self, s: _Search, c: Completion) -> StepRecord:
         step = self.tok.decode(_until(c.token_ids, self.tok.step_close_id))
