@@ -48,7 +48,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tens
     kl = kl_k3(logp, ref_logp)
     loss = -masked_mean(surrogate - kl_coef * kl, mask)
     clipped = ((ratio - 1).abs() > clip).float()
-    return loss, {"kl": float(masked_mean(kl, mask)), "clip_frac": float(masked_mean(clipped, mask))}
+    return loss, {"kl": float(masked_mean(kl, mask).detach()), "clip_frac": float(masked_mean(clipped, mask))}
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, ...]:
