@@ -56,9 +56,13 @@ class VLLMPolicy:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        # On the CPU backend a per-request seed crashes the engine when that request's prefill is
+        # chunked ("CPU Generator does not use offset", vLLM 0.32): there the engine's own seeded
+        # generator is used instead.
         params = [
             SamplingParams(temperature=s.temperature, max_tokens=s.max_tokens, stop_token_ids=list(s.stop_token_ids),
-                           seed=s.seed, logprobs=0, detokenize=False, ignore_eos=s.ignore_eos)
+                           seed=None if self.on_cpu else s.seed, logprobs=0, detokenize=False,
+                           ignore_eos=s.ignore_eos)
             for s in specs
         ]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
