@@ -26,7 +26,7 @@ CONFIG = {
             "warmup_steps": 10, "report_every": 1000},
     "rollout": {"workers": 1, "unit_size": 128},
     "rl": {"updates": 16, "queries_per_update": 32, "query_pool": 32, "group_size": 8, "difficulty": "toy",
-           "lr": 0.001, "min_lr": 0.001, "minibatch_size": 64, "epochs": 1, "plan_temperature": 1.0,
+           "lr": 0.0005, "min_lr": 0.0005, "minibatch_size": 128, "epochs": 1, "plan_temperature": 1.0,
            "kl_coef": 0.01, "checkpoint_every": 4},
 }
 
