@@ -303,16 +303,16 @@ def _plot(rows: list[dict], modes: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = list(dict.fromkeys((r["policy"].split("(")[0], r["task"], r["difficulty"]) for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.9), 4))
+    groups = list(dict.fromkeys((r["policy"], r["task"], r["difficulty"]) for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.8), 5))
     width = 0.8 / max(len(modes), 1)
     for k, mode in enumerate(modes):
-        acc = [next((100 * r["accuracy"] for r in rows
-                     if (r["policy"].split("(")[0], r["task"], r["difficulty"], r["mode"]) == (*g, mode)), 0.0)
-               for g in groups]
+        acc = [next((100 * r["accuracy"] for r in rows if (r["policy"], r["task"], r["difficulty"], r["mode"])
+                     == (*g, mode)), 0.0) for g in groups]
         ax.bar([i + k * width for i in range(len(groups))], acc, width, label=mode.upper())
     ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels(["\n".join(g) for g in groups], fontsize=7)
+    ax.set_xticklabels([f"{p.replace('(', chr(10) + '(')}\n{t} {d}" for p, t, d in groups], fontsize=6,
+                       rotation=60, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
     ax.legend()

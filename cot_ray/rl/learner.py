@@ -180,8 +180,8 @@ def _update(policy, ref, value, opt, seqs: list[Sequence], cfg: dict[str, Any], 
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg["grad_clip"])
             opt.step()
-            sums["loss"] += float(p_loss)
-            sums["value_loss"] += float(v_loss)
+            sums["loss"] += float(p_loss.detach())
+            sums["value_loss"] += float(v_loss.detach())
             sums["kl"] += diag["kl"]
             sums["clip_frac"] += diag["clip_frac"]
             sums["entropy"] += float(masked_mean(entropy, mask))
