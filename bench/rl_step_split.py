@@ -16,16 +16,9 @@ import csv
 import tempfile
 from pathlib import Path
 
-CONFIG = {
-    "name": "bench-rl",
-    "model": {"size": "tiny", "max_positions": 256},
-    "corpus": {"tasks": ["mult"], "n": 1000, "shard_size": 250, "difficulty": "toy"},
-    "pretrain": {"workers": 1, "steps": 150, "batch_size": 32, "block_size": 128, "lr": 0.003,
-                 "checkpoint_every": 1000, "warmup_steps": 10, "report_every": 1000},
-    "sft": {"workers": 1, "steps": 250, "batch_size": 32, "lr": 0.003, "checkpoint_every": 1000,
-            "warmup_steps": 10, "report_every": 1000},
-    "rollout": {"workers": 1, "unit_size": 128},
-}
+import yaml
+
+CONFIG = {k: v for k, v in yaml.safe_load(open("configs/toy-mult.yaml")).items() if k != "rl"}
 
 
 def split(path: Path) -> dict[str, float]:

@@ -16,19 +16,7 @@ import yaml
 
 pytestmark = pytest.mark.integration
 
-CONFIG = {
-    "name": "rl-test",
-    "model": {"size": "tiny", "max_positions": 256},
-    "corpus": {"tasks": ["mult"], "n": 1000, "shard_size": 250, "difficulty": "toy"},
-    "pretrain": {"workers": 1, "steps": 150, "batch_size": 32, "block_size": 128, "lr": 0.003,
-                 "checkpoint_every": 1000, "warmup_steps": 10, "report_every": 1000},
-    "sft": {"workers": 1, "steps": 250, "batch_size": 32, "lr": 0.003, "checkpoint_every": 1000,
-            "warmup_steps": 10, "report_every": 1000},
-    "rollout": {"workers": 1, "unit_size": 128},
-    "rl": {"updates": 16, "queries_per_update": 32, "query_pool": 32, "group_size": 8, "difficulty": "toy",
-           "lr": 0.0005, "min_lr": 0.0005, "minibatch_size": 128, "epochs": 1, "plan_temperature": 1.0,
-           "kl_coef": 0.01, "checkpoint_every": 4},
-}
+CONFIG = yaml.safe_load(open("configs/toy-mult.yaml"))
 
 
 def _rows(path):
