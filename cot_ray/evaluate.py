@@ -73,7 +73,7 @@ def evaluate(task: Task, policy: Policy, problems: Sequence[Problem], config: Ex
     from tqdm import tqdm
 
     with tqdm(total=len(problems), desc=f"{task.name} {config.mode}", unit="problem") as bar:
-        return executor.run(problems, on_round=lambda active, done: bar.update(done - bar.n))
+        return executor.run(problems, on_progress=lambda active, done: bar.update(done - bar.n))
 
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:

@@ -1,10 +1,11 @@
-"""Batched, step-synchronous execution of the MTP, the RMTP and RTBS over any Policy.
+"""Batched execution of the MTP, the RMTP and RTBS over any Policy.
 
-All unfinished problems advance together: each round asks the policy for one step per problem
-(one batched call), then, in the reflective modes, for the verification of each new step (a
-second batched call), then applies the (reflective) transition. Batching across problems is what
-lets an engine such as vLLM run at full width even though each problem is a chain of short,
-dependent generations.
+Every unfinished problem has one request with the policy at all times: its next step or, in
+the reflective modes, the verification of the step it just proposed. When a completion comes
+back the (reflective) transition is applied and the problem's next request goes in at once.
+Keeping all problems in flight is what lets an engine such as vLLM run at full width even though
+each problem is a chain of short, dependent generations; with a streaming engine a problem never
+waits for another's step (see :mod:`cot_ray.mtp.policy`).
 
 Budgets (decisions for paper.md section 9, items 11-12):
 - MTP: at most ``step_budget`` (T = 32) proposals.
@@ -19,10 +20,11 @@ Budgets (decisions for paper.md section 9, items 11-12):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from cot_ray.mtp.policy import Completion, Policy, SamplingSpec
+from cot_ray.mtp.policy import Completion, Policy, SamplingSpec, StreamingPolicy, as_stream
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
 from cot_ray.tasks import NEGATIVE, Problem, Task
 from cot_ray.tokenizer import Tokenizer
@@ -59,9 +61,25 @@ class ExecutionConfig:
 
 
 @dataclass
+class Batch:
+    """Problems added together; ``trajectories`` is complete once ``done``."""
+
+    task: Task
+    config: ExecutionConfig
+    trajectories: list[Trajectory]
+    remaining: int
+    on_finish: Callable[[Batch], None] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+
+@dataclass
 class _Search:
     """The mutable position of one problem's run: current state, attempts there, RTBS stack."""
 
+    batch: Batch
     index: int
     trajectory: Trajectory
     state: str
@@ -71,73 +89,138 @@ class _Search:
     done: bool = False
 
 
-class MTPExecutor:
-    """Runs problems through the MTP/RMTP/RTBS of one task with one policy."""
+@dataclass
+class _Request:
+    """One request with the policy: a step proposal, or (``record`` set) its verification."""
 
-    def __init__(self, task: Task, policy: Policy, config: ExecutionConfig, tokenizer: Tokenizer | None = None):
+    search: _Search
+    prompt: list[int]
+    spec: SamplingSpec
+    record: StepRecord | None = None
+
+
+class MTPExecutor:
+    """Runs problems through the MTP/RMTP/RTBS with one policy.
+
+    ``run`` solves one list of problems. ``add`` and ``step`` are the same machinery opened up
+    for a rollout worker that keeps several batches (of any task and mode) in flight on one
+    engine: ``add`` puts a batch's first requests in, each ``step`` takes one poll's worth of
+    completions, and a batch's ``on_finish`` is called the moment its last problem ends.
+    """
+
+    def __init__(self, task: Task, policy: Policy | StreamingPolicy, config: ExecutionConfig,
+                 tokenizer: Tokenizer | None = None):
         self.task = task
         self.policy = policy
         self.config = config
         self.tok = tokenizer or Tokenizer()
+        self._stream = as_stream(policy)
+        self._pending: dict[int, _Request] = {}
+        self._keys = itertools.count()
 
     def run(
         self,
         problems: Sequence[Problem],
         policy_version: int = 0,
-        on_round: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> list[Trajectory]:
-        """Solve ``problems``; ``on_round(n_active, n_done)`` is called after every round."""
-        searches = [
-            _Search(i, Trajectory(p, self.config.mode, policy_version=policy_version), self.task.initial_state(p))
-            for i, p in enumerate(problems)
-        ]
-        while active := [s for s in searches if not s.done]:
-            self._round(active)
-            if on_round is not None:
-                on_round(sum(not s.done for s in searches), sum(s.done for s in searches))
-        return [s.trajectory for s in searches]
+        """Solve ``problems``; ``on_progress(n_active, n_done)`` is called after every poll.
 
-    def _round(self, active: list[_Search]) -> None:
-        cfg, tok = self.config, self.tok
-        prompts = [tok.plan_prompt(s.state) for s in active]
-        specs = [
-            SamplingSpec(
-                temperature=cfg.revision_temperature if self._revising(s) else cfg.plan_temperature,
-                max_tokens=cfg.max_step_tokens,
-                stop_token_ids=(tok.step_close_id, tok.eos_id),
-                seed=_seed(cfg.seed, s.index, s.proposals, 0),
-            )
-            for s in active
-        ]
-        plans = self.policy.generate(prompts, specs)
-        records = [self._record(s, c) for s, c in zip(active, plans)]
-        verify = [
-            k for k, (s, r) in enumerate(zip(active, records))
-            if cfg.reflective and s.proposals < cfg.reflective_budget and r.step_token_ids[-1:] == [tok.step_close_id]
-        ]
-        if verify:
-            v_prompts = [prompts[k] + records[k].step_token_ids + [tok.verify_mark_id] for k in verify]
-            v_specs = [
-                SamplingSpec(
+        Every problem always has exactly one request (its next step, or the verification of the
+        step it just proposed) with the policy, so the engine sees all unfinished problems at once.
+        """
+        batch = self.add(problems, policy_version)
+        while not batch.done:
+            self.step()
+            if on_progress is not None:
+                on_progress(batch.remaining, len(problems) - batch.remaining)
+        return batch.trajectories
+
+    @property
+    def busy(self) -> bool:
+        """Whether any request is with the policy."""
+        return bool(self._pending)
+
+    def add(self, problems: Sequence[Problem], policy_version: int = 0, task: Task | None = None,
+            config: ExecutionConfig | None = None, on_finish: Callable[[Batch], None] | None = None) -> Batch:
+        """Start ``problems`` (with this executor's task and config unless others are given)."""
+        task, config = task or self.task, config or self.config
+        batch = Batch(task, config, [Trajectory(p, config.mode, policy_version=policy_version) for p in problems],
+                      remaining=len(problems), on_finish=on_finish)
+        for i, (p, traj) in enumerate(zip(problems, batch.trajectories)):
+            self._submit(self._plan_request(_Search(batch, i, traj, task.initial_state(p))))
+        if not problems:
+            self._finish_batch(batch)
+        return batch
+
+    def step(self) -> None:
+        """Take the next completions from the policy and advance their problems."""
+        if not self._pending:
+            return
+        done = self._stream.poll()
+        if not done:
+            raise RuntimeError(f"the policy returned nothing while {len(self._pending)} requests were pending")
+        for key, completion in done:
+            request = self._pending.pop(key)
+            follow_up = self._on_completion(request, completion)
+            if follow_up is not None:
+                self._submit(follow_up)
+                continue
+            batch = request.search.batch
+            batch.remaining -= 1
+            if batch.done:
+                self._finish_batch(batch)
+
+    def _submit(self, request: _Request) -> None:
+        key = next(self._keys)
+        self._pending[key] = request
+        self._stream.submit(key, request.prompt, request.spec)
+
+    @staticmethod
+    def _finish_batch(batch: Batch) -> None:
+        if batch.on_finish is not None:
+            batch.on_finish(batch)
+
+    def _plan_request(self, s: _Search) -> _Request:
+        cfg = s.batch.config
+        spec = SamplingSpec(
+            temperature=cfg.revision_temperature if self._revising(s) else cfg.plan_temperature,
+            max_tokens=cfg.max_step_tokens,
+            stop_token_ids=(self.tok.step_close_id, self.tok.eos_id),
+            seed=_seed(cfg.seed, s.index, s.proposals, 0),
+        )
+        return _Request(s, self.tok.plan_prompt(s.state), spec)
+
+    def _on_completion(self, request: _Request, c: Completion) -> _Request | None:
+        """Take one completion; return the problem's next request (None once it is finished)."""
+        tok, s = self.tok, request.search
+        cfg = s.batch.config
+        if request.record is None:  # a proposed step
+            record = self._record(s, c)
+            closed = record.step_token_ids[-1:] == [tok.step_close_id]
+            if cfg.reflective and s.proposals < cfg.reflective_budget and closed:
+                spec = SamplingSpec(
                     temperature=cfg.verify_temperature,
                     max_tokens=cfg.max_verify_tokens,
                     stop_token_ids=(tok.verify_mark_id, tok.eos_id),
-                    seed=_seed(cfg.seed, active[k].index, active[k].proposals, 1),
+                    seed=_seed(cfg.seed, s.index, s.proposals, 1),
                 )
-                for k in verify
-            ]
-            for k, c in zip(verify, self.policy.generate(v_prompts, v_specs)):
-                records[k].verify_token_ids = list(c.token_ids)
-                records[k].verify_logprobs = list(c.logprobs)
-                records[k].verification = tok.decode(_until(c.token_ids, tok.verify_mark_id))
-        for s, r in zip(active, records):
-            self._apply(s, r)
+                return _Request(s, request.prompt + record.step_token_ids + [tok.verify_mark_id], spec, record)
+        else:  # the verification of that step
+            record = request.record
+            record.verify_token_ids = list(c.token_ids)
+            record.verify_logprobs = list(c.logprobs)
+            record.verification = tok.decode(_until(c.token_ids, tok.verify_mark_id))
+        self._apply(s, record)
+        return None if s.done else self._plan_request(s)
 
-    def _revising(self, s: _Search) -> bool:
+    @staticmethod
+    def _revising(s: _Search) -> bool:
         """A retry after a rejection, while the policy still verifies: sample at the revision
         temperature. First attempts, and every step after the reflective budget is spent (plain
         MTP from then on), use the planning temperature."""
-        return s.attempts > 0 and self.config.reflective and s.proposals < self.config.reflective_budget
+        cfg = s.batch.config
+        return s.attempts > 0 and cfg.reflective and s.proposals < cfg.reflective_budget
 
     def _record(self, s: _Search, c: Completion) -> StepRecord:
         step = self.tok.decode(_until(c.token_ids, self.tok.step_close_id))
@@ -148,7 +231,7 @@ class MTPExecutor:
 
     def _apply(self, s: _Search, r: StepRecord) -> None:
         """The reflective transition: reject and stay (or trace back), or move with T."""
-        cfg, traj = self.config, s.trajectory
+        cfg, task, traj = s.batch.config, s.batch.task, s.trajectory
         traj.steps.append(r)
         s.proposals += 1
         if r.verification is not None and NEGATIVE in r.verification:
@@ -161,14 +244,14 @@ class MTPExecutor:
             self._finish(s, "invalid")
             return
         else:
-            t = self.task.transition(s.state, r.step)
+            t = task.transition(s.state, r.step)
             if not t.valid:
                 r.valid, r.error = False, t.error
                 self._finish(s, "invalid")
                 return
             if t.is_answer:
                 traj.answer = t.answer
-                traj.correct = self.task.check_answer(traj.problem, t.answer or "")
+                traj.correct = task.check_answer(traj.problem, t.answer or "")
                 self._finish(s, "answer")
                 return
             s.stack.append((s.state, s.attempts + 1))
@@ -177,10 +260,11 @@ class MTPExecutor:
         if s.proposals >= limit:
             self._finish(s, "budget")
 
-    def _trace_back(self, s: _Search) -> bool:
+    @staticmethod
+    def _trace_back(s: _Search) -> bool:
         """Pop ancestors until one has attempts left; the root keeps trying. True if moved."""
         moved = False
-        while s.attempts >= self.config.width and s.stack:
+        while s.attempts >= s.batch.config.width and s.stack:
             s.state, s.attempts = s.stack.pop()
             moved = True
         return moved

@@ -31,6 +31,10 @@ def vllm_available() -> bool:
 class VLLMPolicy:
     """A vLLM engine on a checkpoint folder; weights reload in place from another folder.
 
+    It is a :class:`cot_ray.mtp.policy.StreamingPolicy`: the MTP executor submits each problem's
+    next request the moment its last one finishes, and vLLM's scheduler batches whatever is in
+    flight, so short steps never wait for long ones.
+
     ``gpu_memory_utilization`` is, on the CPU backend, the share of RAM reserved for the KV
     cache; the default (0.15 on CPU, 0.3 on GPU) leaves room for several engines per machine.
     """
@@ -53,27 +57,41 @@ class VLLMPolicy:
                  time.perf_counter() - t0)
 
     def generate(self, prompts: Sequence[Sequence[int]], specs: Sequence[SamplingSpec]) -> list[Completion]:
-        from vllm import SamplingParams
+        """One ``llm.generate`` call: the whole batch goes in, all completions come back."""
         from vllm.inputs import TokensPrompt
+
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                                    [self._params(s) for s in specs], use_tqdm=False)
+        return [_completion(out) for out in outputs]
+
+    # ---- streaming (continuous batching across MTP steps) --------------------------------------
+    def submit(self, key: int, prompt: Sequence[int], spec: SamplingSpec) -> None:
+        """Add one request to the running engine; it joins the batch at the next engine step."""
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        params = self._params(spec)
+        params.output_kind = RequestOutputKind.FINAL_ONLY  # step() reports a request once, when done
+        self.llm.llm_engine.add_request(f"s{key}", TokensPrompt(prompt_token_ids=list(prompt)), params)
+
+    def poll(self) -> list[tuple[int, Completion]]:
+        """Run engine steps until at least one request is done; return every done one."""
+        engine = self.llm.llm_engine
+        while engine.has_unfinished_requests():
+            done = [(int(out.request_id[1:]), _completion(out)) for out in engine.step() if out.finished]
+            if done:
+                return done
+        return []
+
+    def _params(self, s: SamplingSpec):
+        from vllm import SamplingParams
 
         # On the CPU backend a per-request seed crashes the engine when that request's prefill is
         # chunked ("CPU Generator does not use offset", vLLM 0.32): there the engine's own seeded
         # generator is used instead.
-        params = [
-            SamplingParams(temperature=s.temperature, max_tokens=s.max_tokens, stop_token_ids=list(s.stop_token_ids),
-                           seed=None if self.on_cpu else s.seed, logprobs=0, detokenize=False,
-                           ignore_eos=s.ignore_eos)
-            for s in specs
-        ]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
-                                    use_tqdm=False)
-        completions = []
-        for out in outputs:
-            o = out.outputs[0]
-            ids = list(o.token_ids)
-            logprobs = [lp[t].logprob for t, lp in zip(ids, o.logprobs or [])] if o.logprobs else []
-            completions.append(Completion(ids, logprobs))
-        return completions
+        return SamplingParams(temperature=s.temperature, max_tokens=s.max_tokens, stop_token_ids=list(s.stop_token_ids),
+                              seed=None if self.on_cpu else s.seed, logprobs=0, detokenize=False,
+                              ignore_eos=s.ignore_eos)
 
     def reload(self, checkpoint: str) -> float:
         """Load new weights from an HF folder of the same architecture, in place; returns seconds."""
@@ -151,6 +169,14 @@ class TorchPolicy:
         self.model.load_state_dict(load_model(checkpoint).state_dict())
         self.checkpoint = checkpoint
         return time.perf_counter() - t0
+
+
+def _completion(out) -> Completion:
+    """A vLLM ``RequestOutput`` as a Completion with the raw log-prob of each sampled token."""
+    o = out.outputs[0]
+    ids = list(o.token_ids)
+    logprobs = [lp[t].logprob for t, lp in zip(ids, o.logprobs or [])] if o.logprobs else []
+    return Completion(ids, logprobs)
 
 
 def _spec_key(s: SamplingSpec) -> tuple:

@@ -1,11 +1,12 @@
 """RolloutPool: N rollout workers fed with small units of work, scalable while a run goes on.
 
-The driver (single controller) owns a queue of work units. Each ready worker holds at most one
-unit; when a unit finishes its trajectories are stored under the unit's id, so every problem is
-returned exactly once. If a worker dies (killed, out of memory, node lost) its unit goes back to
-the front of the queue and a replacement worker is started; a unit that outlives
-``unit_timeout_s`` gets its worker killed and is redone the same way, and a unit that fails
-``max_unit_retries`` times stops the run with an error naming the worker.
+The driver (single controller) owns a queue of work units. Each ready worker holds up to
+``units_per_worker`` units at once (its engine runs their problems side by side, so one unit's
+tail does not leave the engine idle); when a unit finishes its trajectories are stored under the
+unit's id, so every problem is returned exactly once. If a worker dies (killed, out of memory,
+node lost) its units go back to the front of the queue and a replacement worker is started; a
+unit that outlives ``unit_timeout_s`` gets its worker killed and is redone the same way, and a
+unit that fails ``max_unit_retries`` times stops the run with an error naming the worker.
 
 ``scale(n)`` may be called at any time, from any thread: new workers start their engines in
 the background and join as soon as they answer; removed workers finish their current unit
@@ -37,6 +38,7 @@ class WorkUnit:
     problems: list[Problem]
     config: ExecutionConfig
     tries: int = 0
+    started: float = 0.0
 
 
 @dataclass
@@ -46,7 +48,7 @@ class _Worker:
     ready_ref: Any
     ready: bool = False
     retiring: bool = False
-    unit: WorkUnit | None = None
+    units: dict[int, WorkUnit] = field(default_factory=dict)  # in flight, by uid
     started: float = 0.0
 
 
@@ -67,7 +69,7 @@ class RolloutPool:
                  engine_kwargs: dict[str, Any] | None = None, worker_cpus: float = 1.0,
                  version: int = 0, unit_timeout_s: float = 900.0, max_unit_retries: int = 3,
                  ready_timeout_s: float = 600.0, max_start_failures: int = 3, worker_gpus: float = 0.0,
-                 worker_resources: dict[str, float] | None = None) -> None:
+                 worker_resources: dict[str, float] | None = None, units_per_worker: int = 2) -> None:
         import ray
 
         from cot_ray.raycluster import ensure_ray
@@ -75,10 +77,14 @@ class RolloutPool:
 
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        if units_per_worker < 1:
+            raise ValueError(f"units_per_worker must be >= 1, got {units_per_worker}")
         ensure_ray()
         threads = max(1, int(worker_cpus))
         self._actor_cls = ray.remote(RolloutWorker).options(
             num_cpus=worker_cpus, num_gpus=worker_gpus, resources=dict(worker_resources or {}),
+            # threaded: units, weight updates and probes arrive while other units run
+            max_concurrency=units_per_worker + 2,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind",
                                       "VLLM_ALLOW_INSECURE_SERIALIZATION": "1", "VLLM_LOGGING_LEVEL": "WARNING"}},
         )
@@ -86,6 +92,7 @@ class RolloutPool:
         self.checkpoint, self.version = checkpoint, version
         self.unit_timeout_s, self.max_unit_retries, self.ready_timeout_s = (
             unit_timeout_s, max_unit_retries, ready_timeout_s)
+        self.units_per_worker = units_per_worker
         self.stats = PoolStats()
         self.max_start_failures = max_start_failures
         self._start_failures = 0
@@ -123,13 +130,13 @@ class RolloutPool:
             self.stats.started += 1
         if len(live) > self._target:
             # idle (or still starting) workers go first
-            victims = sorted(live, key=lambda w: (w.unit is not None, w.ready))[: len(live) - self._target]
+            victims = sorted(live, key=lambda w: (len(w.units), w.ready))[: len(live) - self._target]
             for w in victims:
                 w.retiring = True
-                if w.unit is None:
+                if not w.units:
                     self._remove(w)
         for w in list(self._workers.values()):
-            if w.retiring and w.unit is None and w.name in self._workers:
+            if w.retiring and not w.units and w.name in self._workers:
                 self._remove(w)
 
     def _remove(self, w: _Worker) -> None:
@@ -220,7 +227,7 @@ class RolloutPool:
         units = deque(WorkUnit(k, task, list(problems[i:i + unit_size]), config)
                       for k, i in enumerate(range(0, len(problems), unit_size)))
         total, results = len(units), {}
-        inflight: dict[Any, _Worker] = {}
+        inflight: dict[Any, tuple[_Worker, WorkUnit]] = {}
         while len(results) < total:
             with self._lock:
                 self._dispatch(units, inflight)
@@ -231,28 +238,34 @@ class RolloutPool:
             self._check_timeouts(inflight, units)
         return [t for k in range(total) for t in results[k]]
 
-    def _dispatch(self, units: deque[WorkUnit], inflight: dict[Any, _Worker]) -> None:
-        for w in self._workers.values():
-            if units and w.ready and not w.retiring and w.unit is None:
-                unit = units.popleft()
-                unit.tries += 1
-                w.unit, w.started = unit, time.monotonic()
-                inflight[w.actor.run.remote(unit.task, unit.problems, unit.config)] = w
+    def _dispatch(self, units: deque[WorkUnit], inflight: dict[Any, tuple[_Worker, WorkUnit]]) -> None:
+        """Fill every ready worker up to ``units_per_worker``, least loaded first."""
+        ready = [w for w in self._workers.values() if w.ready and not w.retiring]
+        for _ in range(self.units_per_worker):
+            for w in sorted(ready, key=lambda w: len(w.units)):
+                if units and len(w.units) < self.units_per_worker:
+                    unit = units.popleft()
+                    unit.tries += 1
+                    unit.started = time.monotonic()
+                    w.units[unit.uid] = unit
+                    inflight[w.actor.run.remote(unit.task, unit.problems, unit.config)] = (w, unit)
 
     def _collect(self, ref, inflight, units, results, on_unit, total) -> None:
         import ray
 
-        w = inflight.pop(ref, None)
-        if w is None:  # a readiness probe
+        entry = inflight.pop(ref, None)
+        if entry is None:  # a readiness probe
             starting = next((x for x in list(self._workers.values()) if x.ready_ref == ref and not x.ready), None)
             if starting is not None:
                 self._on_ready(starting)
             return
-        unit, w.unit = w.unit, None
+        w, unit = entry
+        if w.units.pop(unit.uid, None) is None:  # already re-queued (its worker died or timed out)
+            return
         try:
             trajectories = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
-            self._lost(w, unit, units, f"died: {str(err).splitlines()[0]}")
+            self._lost(w, [unit], units, inflight, f"died: {str(err).splitlines()[0]}")
             return
         except ray.exceptions.RayTaskError as err:
             raise RolloutError(f"unit {unit.uid} failed on {w.name}: {err}") from err
@@ -262,29 +275,35 @@ class RolloutPool:
             if on_unit is not None:
                 on_unit(len(results), total)
         with self._lock:
-            if w.retiring:
+            if w.retiring and not w.units:
                 self._remove(w)
 
-    def _lost(self, w: _Worker, unit: WorkUnit, units: deque[WorkUnit], why: str) -> None:
-        log.warning("rollout worker %s %s; unit %d goes back to the queue", w.name, why, unit.uid)
-        if unit.tries > self.max_unit_retries:
-            raise RolloutError(f"unit {unit.uid} failed {unit.tries} times; last on {w.name}, which {why}")
-        units.appendleft(unit)
+    def _lost(self, w: _Worker, lost: list[WorkUnit], units: deque[WorkUnit],
+              inflight: dict[Any, tuple[_Worker, WorkUnit]], why: str) -> None:
+        """``w`` is gone: every unit it held goes back to the front of the queue."""
+        lost = lost + list(w.units.values())
+        w.units.clear()
+        for ref in [r for r, (x, _) in inflight.items() if x is w]:
+            inflight.pop(ref)
+        log.warning("rollout worker %s %s; units %s go back to the queue", w.name, why, [u.uid for u in lost])
+        for unit in lost:
+            if unit.tries > self.max_unit_retries:
+                raise RolloutError(f"unit {unit.uid} failed {unit.tries} times; last on {w.name}, which {why}")
+        units.extendleft(sorted(lost, key=lambda u: -u.uid))
         with self._lock:
-            self.stats.units_redone += 1
+            self.stats.units_redone += len(lost)
             if w.name in self._workers:
                 self._remove(w)
                 if not w.retiring:
                     self.stats.replaced += 1
             self._reconcile()
 
-    def _check_timeouts(self, inflight: dict[Any, _Worker], units: deque[WorkUnit]) -> None:
+    def _check_timeouts(self, inflight: dict[Any, tuple[_Worker, WorkUnit]], units: deque[WorkUnit]) -> None:
         now = time.monotonic()
-        for ref, w in list(inflight.items()):
-            if w.unit is not None and now - w.started > self.unit_timeout_s:
-                inflight.pop(ref)
-                unit, w.unit = w.unit, None
-                self._lost(w, unit, units, f"exceeded the unit timeout of {self.unit_timeout_s}s")
+        for w, unit in list(inflight.values()):
+            if unit.uid in w.units and now - unit.started > self.unit_timeout_s:
+                w.units.pop(unit.uid)
+                self._lost(w, [unit], units, inflight, f"exceeded the unit timeout of {self.unit_timeout_s}s")
         with self._lock:
             for w in list(self._workers.values()):
                 if not w.ready and now - w.started > self.ready_timeout_s:
@@ -308,4 +327,5 @@ def pool_from_config(rollout, checkpoint: str, num_workers: int | None = None, w
     kwargs = {"gpu_memory_utilization": rollout.gpu_memory_utilization} if rollout.gpu_memory_utilization else {}
     return RolloutPool(checkpoint, num_workers=num_workers or rollout.workers, engine=rollout.engine,
                        engine_kwargs=kwargs, worker_cpus=worker_cpus or rollout.cpus_per_worker, version=version,
-                       worker_gpus=rollout.gpus_per_worker, worker_resources=rollout.resources)
+                       worker_gpus=rollout.gpus_per_worker, worker_resources=rollout.resources,
+                       units_per_worker=rollout.units_per_worker)

@@ -110,14 +110,16 @@ def test_killed_worker_is_replaced_and_its_unit_redone(pool):
 
     def kill_one(done, total):
         if not killed:
-            busy = next(w for w in pool._workers.values() if w.unit is not None)
+            busy = next(w for w in pool._workers.values() if w.units)
             killed.append(busy.name)
             ray.kill(busy.actor, no_restart=True)
 
     redone, replaced = pool.stats.units_redone, pool.stats.replaced
     trajs = pool.run("mult", problems, CFG, unit_size=4, on_unit=kill_one)
     assert [t.problem for t in trajs] == problems  # none lost, none twice
-    assert pool.stats.units_redone == redone + 1 and pool.stats.replaced == replaced + 1
+    # every unit the dead worker held (it runs up to units_per_worker at once) was redone
+    assert 1 <= pool.stats.units_redone - redone <= pool.units_per_worker
+    assert pool.stats.replaced == replaced + 1
     assert killed[0] not in pool.live_workers() and len(pool.live_workers()) == 2
     pool.scale(1)
 

@@ -120,3 +120,45 @@ def test_theorem_1_reflection_hurts_far_outside_the_bound():
     mtp, _ = _noisy_accuracy("mtp", mu, e_pos, e_neg)
     rmtp, _ = _noisy_accuracy("rmtp", mu, e_pos, e_neg)
     assert rmtp < mtp - 0.1
+
+
+class OneAtATime:
+    """A streaming policy that hands back one completion per poll, newest request first:
+    the most out-of-order a continuous-batching engine could be."""
+
+    def __init__(self, policy):
+        self.policy, self.queue = policy, []
+
+    def submit(self, key, prompt, spec):
+        self.queue.append((key, prompt, spec))
+
+    def poll(self):
+        if not self.queue:
+            return []
+        key, prompt, spec = self.queue.pop()
+        return [(key, self.policy.generate([prompt], [spec])[0])]
+
+
+def _summary(traj):
+    return traj.answer, traj.finish, [(s.step, s.verification, s.rejected) for s in traj.steps]
+
+
+def test_batches_of_different_modes_share_one_executor():
+    """What a rollout worker does: several units in flight on one stream, each finishing on its
+    own and each equal to a run of its own (the noisy expert is seeded per request)."""
+    task = get_task("mult")
+    policy = ExpertPolicy(task, step_error=0.2, false_positive=0.2, false_negative=0.2)
+    jobs = [(problems(task, "id-easy", 6), ExecutionConfig(mode="rmtp", seed=3)),
+            (problems(task, "id-hard", 3), ExecutionConfig(mode="mtp", seed=4)),
+            (problems(task, "id-hard", 4, seed=1), ExecutionConfig(mode="rtbs", seed=5))]
+    executor = MTPExecutor(task, OneAtATime(policy), ExecutionConfig())
+    finished = []
+    batches = [executor.add(ps, 7, config=cfg, on_finish=finished.append) for ps, cfg in jobs]
+    while executor.busy:
+        executor.step()
+    assert sorted(map(id, finished)) == sorted(map(id, batches)) and all(b.done for b in batches)
+    for batch, (ps, cfg) in zip(batches, jobs):
+        alone = MTPExecutor(task, policy, cfg).run(ps, policy_version=7)
+        assert [_summary(t) for t in batch.trajectories] == [_summary(t) for t in alone]
+        assert all(t.policy_version == 7 and t.mode == cfg.mode for t in batch.trajectories)
+    assert any(t.n_rejections for b in batches for t in b.trajectories)  # the noise did something
