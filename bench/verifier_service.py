@@ -2,19 +2,26 @@
 
     .venv/bin/python bench/verifier_service.py [--items 16] [--seconds 5] [--clients 1 16 64]
 
-Deploys the Serve app on local Ray, then for each client count runs that many closed-loop async
+Deploys the Serve app on a local Ray, then for each client count runs that many closed-loop async
 clients (aiohttp, one keep-alive connection each) for a fixed time, each request carrying
 ``--items`` steps (half expert steps, half perturbed; mult and Sudoku mixed). Prints requests/s,
-step verifications/s and p50/p99 request latency for the batched and the unbatched app, measured
-in the same run on the same machine (clients, proxy and replica share its cores).
+step verifications/s and p50/p99 request latency for the batched and the unbatched app, behind
+each ingress (``--ingress``): Serve's default Python proxy actor, and HAProxy (Serve's
+high-throughput mode, ``RAY_SERVE_ENABLE_HA_PROXY=1`` + ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``:
+HAProxy forwards HTTP straight to the replica's own server). Each ingress runs in a fresh
+subprocess with its own Ray, because Serve reads these settings when Ray starts; everything is
+measured in the same run on the same machine (clients, ingress and replica share its cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -24,6 +31,12 @@ from ray import serve
 from cot_ray.data.corpus import expert_trace, make_problem
 from cot_ray.tasks import get_task
 from cot_ray.verify.serve import start_verifier
+
+INGRESS: dict[str, dict[str, str]] = {
+    "proxy": {},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+}
+"""Environment for Serve's ingress modes (read by Ray's processes when Ray starts)."""
 
 
 def item_pool(n_problems: int = 40, seed: int = 0) -> list[dict]:
@@ -74,11 +87,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="measured time per row")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--max-requests", type=int, default=20_000, help="per row, on top of --seconds")
+    ap.add_argument("--ingress", nargs="+", choices=sorted(INGRESS), default=sorted(INGRESS, reverse=True))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.child:
+        print(f"{'ingress':8} {'batching':9} {'clients':>7} {'requests':>8} {'req/s':>7} {'items/s':>8} "
+              f"{'p50 ms':>7} {'p99 ms':>7}", flush=True)
+        for ingress in args.ingress:
+            subprocess.run([sys.executable, __file__, "--child", "--ingress", ingress, *sys.argv[1:]],
+                           env={**os.environ, **INGRESS[ingress]}, check=True)
+        return
     pool = item_pool()
     rng = random.Random(1)
     bodies = [{"items": rng.sample(pool, args.items)} for _ in range(256)]
-    print(f"{'batching':9} {'clients':>7} {'requests':>8} {'req/s':>7} {'items/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
     port = 0  # a free port for the first app; the second is redeployed behind the same one
     try:
         for batching in (True, False):
@@ -87,7 +108,7 @@ def main() -> None:
             for clients in args.clients:
                 n, elapsed, lat = asyncio.run(measure(url, bodies, clients, args.seconds, args.max_requests))
                 q = statistics.quantiles(lat, n=100)
-                print(f"{'on' if batching else 'off':9} {clients:7d} {n:8d} {n / elapsed:7.0f} "
+                print(f"{args.ingress[0]:8} {'on' if batching else 'off':9} {clients:7d} {n:8d} {n / elapsed:7.0f} "
                       f"{n * args.items / elapsed:8.0f} {q[49] * 1e3:7.1f} {q[98] * 1e3:7.1f}", flush=True)
     finally:
         serve.shutdown()

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import Sudoku, get_task
-from cot_ray.tasks.sudoku import BLANK_RANGES, clashes, count_solutions, parse_board
+from cot_ray.tasks.sudoku import BLANK_RANGES, PEERS, clashes, count_solutions, parse_board
 
 sudoku = get_task("sudoku")
 
@@ -75,3 +75,10 @@ def test_malformed_steps_are_flagged_never_raise(text):
     if not t.valid:
         assert t.error
         assert sudoku.verify(state, text).labels == (False,)
+
+
+@given(st.lists(st.integers(0, 9), min_size=81, max_size=81))
+@settings(max_examples=300)
+def test_clashes_is_the_peer_definition(board):
+    """The one-pass unit scan says the same as 'a non-zero value repeated among its 20 peers'."""
+    assert clashes(board) == [v != 0 and any(board[j] == v for j in PEERS[i]) for i, v in enumerate(board)]
