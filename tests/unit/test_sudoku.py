@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import Sudoku, get_task
-from cot_ray.tasks.sudoku import BLANK_RANGES, PEERS, clashes, count_solutions, parse_board
+from cot_ray.tasks.sudoku import BLANK_RANGES, PEERS, clashes, count_solutions, has_clash, parse_board
 
 sudoku = get_task("sudoku")
 
@@ -80,5 +80,18 @@ def test_malformed_steps_are_flagged_never_raise(text):
 @given(st.lists(st.integers(0, 9), min_size=81, max_size=81))
 @settings(max_examples=300)
 def test_clashes_is_the_peer_definition(board):
-    """The one-pass unit scan says the same as 'a non-zero value repeated among its 20 peers'."""
-    assert clashes(board) == [v != 0 and any(board[j] == v for j in PEERS[i]) for i, v in enumerate(board)]
+    """The packed unit counters say the same as 'a non-zero value repeated among its 20 peers'."""
+    expected = [v != 0 and any(board[j] == v for j in PEERS[i]) for i, v in enumerate(board)]
+    assert clashes(board) == expected
+    assert has_clash(board) == any(expected)
+
+
+@given(st.lists(st.integers(0, 9), min_size=81, max_size=81), st.lists(st.integers(0, 9), min_size=81, max_size=81))
+@settings(max_examples=300)
+def test_verify_is_the_rule_definition(before, after):
+    """Each cell: no repeat among its peers, and a number of the state is kept; binary = all of them."""
+    state, step = "".join(map(str, before)), "001;" + "".join(map(str, after))
+    expected = tuple(not (a and any(after[j] == a for j in PEERS[i])) and b in (0, a)
+                     for i, (b, a) in enumerate(zip(before, after)))
+    assert sudoku.verify(state, step, detailed=True).labels == expected
+    assert sudoku.verify(state, step).labels == (all(expected),)
