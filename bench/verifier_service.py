@@ -167,7 +167,7 @@ def main() -> None:
     bodies = [{"items": rng.sample(pool, args.items)} for _ in range(256)]
     port = 0  # a free port for the first app; the second is redeployed behind the same one
     try:
-        for batching in (True, False):
+        for batching in (False, True):
             base = start_verifier(port=port, replicas=args.replicas, batching=batching, name="bench",
                                   ingress=args.ingress[0])
             port, url = urlsplit(base).port or 0, base + "/v1/verify"

@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="proxy: Serve's Python proxy actor; haproxy: Serve's high-throughput mode (HAProxy "
                     "forwards to the replicas directly; about 4x the requests/s here; it also opens HAProxy's "
                     "stats and metrics ports, 8404 and 9101, on all interfaces)")
+    sv.add_argument("--batching", action="store_true",
+                    help="batch concurrent requests with @serve.batch (off by default: measured slower, since "
+                    "verifying a step is cheap; see bench/verifier_service.py)")
     return p
 
 
@@ -261,7 +264,7 @@ def _rl(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from cot_ray.verify.serve import run_verifier
 
-    run_verifier(args.host, args.port, args.replicas, args.ingress)
+    run_verifier(args.host, args.port, args.replicas, args.ingress, args.batching)
     return 0
 
 

@@ -259,9 +259,8 @@ class RolloutPool:
             if starting is not None:
                 self._on_ready(starting)
             return
-        w, unit = entry
-        if w.units.pop(unit.uid, None) is None:  # already re-queued (its worker died or timed out)
-            return
+        w, unit = entry  # a re-queued unit's old ref left ``inflight`` with it (``_lost``)
+        del w.units[unit.uid]
         try:
             trajectories = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
@@ -269,11 +268,10 @@ class RolloutPool:
             return
         except ray.exceptions.RayTaskError as err:
             raise RolloutError(f"unit {unit.uid} failed on {w.name}: {err}") from err
-        if unit.uid not in results:
-            results[unit.uid] = trajectories
-            self.stats.units_by_worker[w.name] = self.stats.units_by_worker.get(w.name, 0) + 1
-            if on_unit is not None:
-                on_unit(len(results), total)
+        results[unit.uid] = trajectories
+        self.stats.units_by_worker[w.name] = self.stats.units_by_worker.get(w.name, 0) + 1
+        if on_unit is not None:
+            on_unit(len(results), total)
         with self._lock:
             if w.retiring and not w.units:
                 self._remove(w)

@@ -73,7 +73,7 @@ class Verification:
         return all(self.labels)
 
     def text(self) -> str:
-        return "".join(POSITIVE if label else NEGATIVE for label in self.labels)
+        return "".join([POSITIVE if label else NEGATIVE for label in self.labels])
 
 
 def parse_labels(text: str) -> tuple[bool, ...] | None:

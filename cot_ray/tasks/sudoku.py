@@ -234,11 +234,13 @@ class Sudoku:
         if m is None or not _BOARD.fullmatch(state):
             return Verification((False,))
         new_board = m[2]
+        after = parse_board(new_board)
+        if _keeps_numbers(state, new_board) and not has_clash(after):
+            return Verification((True,) * 81 if detailed else (True,))
         if not detailed:
-            return Verification((_keeps_numbers(state, new_board) and not has_clash(parse_board(new_board)),))
-        before, after = parse_board(state), parse_board(new_board)
-        clash = clashes(after)
-        return Verification(tuple(not c and (b == 0 or b == a) for c, b, a in zip(clash, before, after)))
+            return Verification((False,))
+        before = parse_board(state)
+        return Verification(tuple(not c and (b == 0 or b == a) for c, b, a in zip(clashes(after), before, after)))
 
     def check_answer(self, problem: Problem, answer: str) -> bool:
         board = parse_board(answer.strip())

@@ -8,9 +8,10 @@ Every bound that matters is in the request models (known task names, batch size,
 lengths, well-formed states and questions), so bad input is answered with a 4xx that names the
 problem before any scoring runs: a scoring call never sees a request it could fail on, which
 keeps replicas alive and leaves 5xx for real bugs. A malformed *step* is not bad input: it is
-what a policy wrote, and it is verified as wrong. Concurrent requests are batched with
-``@serve.batch`` (counted in items, so one batch holds at most ``MAX_ITEMS`` steps); batching can
-be switched off to measure what it buys.
+what a policy wrote, and it is verified as wrong. Concurrent requests can be batched with
+``@serve.batch`` (``batching``; counted in items, so one batch holds at most ``MAX_ITEMS`` steps).
+It is off by default: verification is cheap per-item Python, so the batch wait adds latency and
+saves nothing (bench/verifier_service.py measures both).
 
 Run it with ``cot-ray serve verifier`` or ``serve run deployments/verifier.yaml``.
 
@@ -140,7 +141,7 @@ class VerifierAppArgs(BaseModel):
     """Application arguments (``args:`` in a Serve config file)."""
 
     model_config = ConfigDict(extra="forbid")
-    batching: bool = True
+    batching: bool = False
     batch_wait_timeout_s: float = Field(0.002, ge=0.0, le=1.0)
 
 
@@ -226,7 +227,7 @@ def build_app(args: VerifierAppArgs) -> Application:
     return Verifier.bind(args)
 
 
-def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, batching: bool = True,
+def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, batching: bool = False,
                    name: str = "verifier", route_prefix: str = "/", ingress: str = "proxy") -> str:
     """Deploy the service on (local or ``RAY_ADDRESS``) Ray and return its base URL.
 
@@ -258,9 +259,10 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
     return f"http://{host}:{port}{route_prefix.rstrip('/')}"
 
 
-def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "proxy") -> None:
+def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "proxy",
+                 batching: bool = False) -> None:
     """``cot-ray serve verifier``: serve until Ctrl-C, then shut Serve down."""
-    url = start_verifier(host, port, replicas, ingress=ingress)
+    url = start_verifier(host, port, replicas, batching=batching, ingress=ingress)
     print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -23,12 +23,15 @@ MULT_STEP = "y7:07,35,03,21=21357;21357;3051*20+21357"
 
 @pytest.fixture(scope="module")
 def url(ray_local):
-    """The app on real Serve HTTP, loopback, a free port; Serve is shut down afterwards."""
+    """The app on real Serve HTTP, loopback, a free port; Serve is shut down afterwards.
+
+    Batched (``@serve.batch``), so the concurrency test checks that batched verdicts go back to
+    the right request; the CLI test below serves the unbatched default."""
     from ray import serve
 
     from cot_ray.verify.serve import start_verifier
 
-    yield start_verifier(port=0, name="verifier-test")
+    yield start_verifier(port=0, name="verifier-test", batching=True)
     serve.shutdown()
 
 
