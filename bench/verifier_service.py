@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=200_000, help="per row, on top of --seconds")
     ap.add_argument("--ingress", nargs="+", choices=sorted(INGRESS), default=sorted(INGRESS, reverse=True))
     ap.add_argument("--replicas", type=int, default=1)
+    ap.add_argument("--batching", nargs="+", choices=("off", "on"), default=["off", "on"], help="@serve.batch")
     ap.add_argument("--client", choices=("raw", "aiohttp"), default="raw", help="load generator (see above)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -167,7 +168,7 @@ def main() -> None:
     bodies = [{"items": rng.sample(pool, args.items)} for _ in range(256)]
     port = 0  # a free port for the first app; the second is redeployed behind the same one
     try:
-        for batching in (False, True):
+        for batching in (mode == "on" for mode in args.batching):
             base = start_verifier(port=port, replicas=args.replicas, batching=batching, name="bench",
                                   ingress=args.ingress[0])
             port, url = urlsplit(base).port or 0, base + "/v1/verify"

@@ -16,6 +16,7 @@ whose board has no blank left is the answer.
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 
@@ -70,26 +71,27 @@ _COUNT: tuple[tuple[int, ...], ...] = tuple(
     for cell in range(81)
 )
 """``_COUNT[cell][value]``: what a cell holding ``value`` adds to the counters (0 for a blank)."""
+_PAIR_COUNT: tuple[tuple[int, ...], ...] = tuple(
+    tuple(_COUNT[2 * k][a] + (_COUNT[2 * k + 1][b] if 2 * k + 1 < 81 else 0) for a in range(10) for b in range(10))
+    for k in range(41)
+)
+"""``_PAIR_COUNT[k][10 * a + b]``: what cells 2k and 2k+1 holding a and b add (half the additions)."""
 _REPEAT: tuple[tuple[int, ...], ...] = tuple(tuple(bits * 0b1110 for bits in row) for row in _COUNT)
 """``_REPEAT[cell][value]``: bits set when one of that cell's three counters for ``value`` is >= 2."""
 _ANY_REPEAT = sum(_counter_bit(u, v) for u in range(len(UNITS)) for v in ALL) * 0b1110
+_TIMES_TEN = bytes(min(10 * v, 255) for v in range(256))
 
 
-def _unit_counts(board: list[int]) -> int:
-    return sum(map(tuple.__getitem__, _COUNT, board))
+def _unit_counts(values: bytes) -> int:
+    """All 243 counters of a board given as 81 bytes of values 0-9."""
+    values += b"\0"  # an even length: 41 pairs, the last one (cell 80, nothing)
+    pair_index = map(operator.add, values[0::2].translate(_TIMES_TEN), values[1::2])
+    return sum(map(tuple.__getitem__, _PAIR_COUNT, pair_index))
 
 
 def has_clash(board: list[int]) -> bool:
     """Does any non-zero value repeat in a row, column or block?"""
-    return _unit_counts(board) & _ANY_REPEAT != 0
-
-
-def clashes(board: list[int]) -> list[bool]:
-    """Per cell: does its (non-zero) value repeat in its row, column or block?"""
-    counts = _unit_counts(board)
-    if not counts & _ANY_REPEAT:
-        return [False] * 81
-    return [counts & repeat[v] != 0 for repeat, v in zip(_REPEAT, board)]
+    return _unit_counts(bytes(board)) & _ANY_REPEAT != 0
 
 
 def solve(board: list[int], rng: random.Random | None = None) -> list[int] | None:
@@ -234,13 +236,15 @@ class Sudoku:
         if m is None or not _BOARD.fullmatch(state):
             return Verification((False,))
         new_board = m[2]
-        after = parse_board(new_board)
-        if _keeps_numbers(state, new_board) and not has_clash(after):
+        after = new_board.encode().translate(_VALUES)
+        counts = _unit_counts(after)
+        if _keeps_numbers(state, new_board) and not counts & _ANY_REPEAT:
             return Verification((True,) * 81 if detailed else (True,))
         if not detailed:
             return Verification((False,))
-        before = parse_board(state)
-        return Verification(tuple(not c and (b == 0 or b == a) for c, b, a in zip(clashes(after), before, after)))
+        before = state.encode().translate(_VALUES)
+        return Verification(tuple(not counts & repeat[a] and (b == 0 or b == a)
+                                  for repeat, b, a in zip(_REPEAT, before, after)))
 
     def check_answer(self, problem: Problem, answer: str) -> bool:
         board = parse_board(answer.strip())
