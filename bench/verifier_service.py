@@ -58,6 +58,7 @@ class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; ``request`` sends encoded bytes and returns the body."""
 
     def __init__(self) -> None:
+        self.closed = False
         self.buffer = b""
         self.reply: asyncio.Future[bytes] | None = None
         self.transport: asyncio.Transport | None = None
@@ -83,10 +84,13 @@ class _Connection(asyncio.Protocol):
             self.reply.set_result(body)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self.reply is not None and not self.reply.done():
             self.reply.set_exception(ConnectionError(f"connection closed: {exc}"))
 
     async def request(self, data: bytes) -> bytes:
+        if self.closed:
+            raise ConnectionError("connection closed while idle")
         self.reply = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return await self.reply
@@ -100,14 +104,26 @@ def _encode(url: str, body: dict) -> bytes:
 
 
 async def raw_client(url: str, bodies: list[dict], stop: float, latencies: list[float], max_requests: int) -> None:
+    """Closed loop on one connection. A connection the server closes (HAProxy does when it reloads
+    its config as replicas come and go) is reopened and the request sent again, like any HTTP
+    client does for a kept-alive connection; the retry counts in that request's latency."""
     parts = urlsplit(url)
-    _, conn = await asyncio.get_running_loop().create_connection(_Connection, parts.hostname, parts.port)
+    loop = asyncio.get_running_loop()
     requests = [_encode(url, body) for body in bodies]
+    _, conn = await loop.create_connection(_Connection, parts.hostname, parts.port)
     try:
         i = 0
         while time.perf_counter() < stop and len(latencies) < max_requests:
             t0 = time.perf_counter()
-            await conn.request(requests[i % len(requests)])
+            for attempt in range(3):
+                try:
+                    await conn.request(requests[i % len(requests)])
+                    break
+                except ConnectionError:
+                    if attempt == 2:
+                        raise
+                    conn.transport.close()
+                    _, conn = await loop.create_connection(_Connection, parts.hostname, parts.port)
             latencies.append(time.perf_counter() - t0)
             i += 1
     finally:
