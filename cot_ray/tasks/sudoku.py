@@ -84,7 +84,7 @@ _TIMES_TEN = bytes(min(10 * v, 255) for v in range(256))
 
 def _unit_counts(values: bytes) -> int:
     """All 243 counters of a board given as 81 bytes of values 0-9."""
-    values += b"\0"  # an even length: 41 pairs, the last one (cell 80, nothing)
+    values += b"\0"  # 82 bytes: 41 pairs, the last one is cell 80 and this padding
     pair_index = map(operator.add, values[0::2].translate(_TIMES_TEN), values[1::2])
     return sum(map(tuple.__getitem__, _PAIR_COUNT, pair_index))
 
