@@ -259,8 +259,9 @@ def _keeps_numbers(before: str, after: str) -> bool:
 
     Compares all 81 characters at once: the bytes of both boards as integers, XOR-ed, masked to
     the cells ``before`` has filled (0xFF bytes there, 0x00 at blanks)."""
-    filled = int.from_bytes(before.encode().translate(_FILLED))
-    return (int.from_bytes(before.encode()) ^ int.from_bytes(after.encode())) & filled == 0
+    raw = before.encode()
+    filled = int.from_bytes(raw.translate(_FILLED))
+    return (int.from_bytes(raw) ^ int.from_bytes(after.encode())) & filled == 0
 
 
 def _singles(cands: dict[int, set[int]]) -> dict[int, int]:
