@@ -1,12 +1,14 @@
 """Verifier service throughput and latency over loopback HTTP, with and without ``@serve.batch``.
 
-    .venv/bin/python bench/verifier_service.py [--items 16] [--seconds 5] [--clients 1 16 64]
+    .venv/bin/python bench/verifier_service.py [--items 1 16] [--seconds 5] [--clients 1 16 64]
 
 Deploys the Serve app on a local Ray, then for each client count runs that many closed-loop async
 clients (one keep-alive HTTP/1.1 connection each) for a fixed time, each request carrying
-``--items`` steps (half expert steps, half perturbed; mult and Sudoku mixed). Prints requests/s,
-step verifications/s and p50/p99 request latency for the batched and the unbatched app, behind
-each ingress (``--ingress``): Serve's default Python proxy actor, and HAProxy (Serve's
+``--items`` steps (half expert steps, half perturbed; mult and Sudoku mixed): one step per request
+(the unit the service's targets name, and the case ``@serve.batch`` exists for) and 16 (about one
+id-hard Sudoku trajectory: its expert traces take 12 steps on average, up to 30). Prints
+requests/s, step verifications/s and p50/p99 request latency for the batched and the unbatched app,
+behind each ingress (``--ingress``): Serve's default Python proxy actor, and HAProxy (Serve's
 high-throughput mode, ``RAY_SERVE_ENABLE_HA_PROXY=1`` + ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``:
 HAProxy forwards HTTP straight to the replica's own server). Each ingress runs in a fresh
 subprocess with its own Ray, because Serve reads these settings when Ray starts; everything is
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import statistics
@@ -163,7 +166,7 @@ async def measure(url: str, bodies: list[dict], clients: int, seconds: float, ma
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--items", type=int, default=16, help="steps per request")
+    ap.add_argument("--items", type=int, nargs="+", default=[1, 16], help="steps per request")
     ap.add_argument("--seconds", type=float, default=5.0, help="measured time per row")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--max-requests", type=int, default=200_000, help="per row, on top of --seconds")
@@ -174,26 +177,27 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.child:
-        print(f"{'ingress':8} {'batching':9} {'clients':>7} {'requests':>8} {'req/s':>7} {'items/s':>8} "
+        print(f"{'ingress':8} {'batching':9} {'items':>5} {'clients':>7} {'requests':>8} {'req/s':>7} {'items/s':>8} "
               f"{'p50 ms':>7} {'p99 ms':>7}", flush=True)
         for ingress in args.ingress:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", "--ingress", ingress], check=True)
         return
     pool = item_pool()
     rng = random.Random(1)
-    bodies = [{"items": rng.sample(pool, args.items)} for _ in range(256)]
+    bodies = {k: [{"items": rng.sample(pool, k)} for _ in range(256)] for k in args.items}
     port = 0  # a free port for the first app; the second is redeployed behind the same one
     try:
         for batching in (mode == "on" for mode in args.batching):
             base = start_verifier(port=port, replicas=args.replicas, batching=batching, name="bench",
                                   ingress=args.ingress[0])
             port, url = urlsplit(base).port or 0, base + "/v1/verify"
-            for clients in args.clients:
+            for items, clients in itertools.product(args.items, args.clients):
                 n, elapsed, lat = uvloop.run(
-                    measure(url, bodies, clients, args.seconds, args.max_requests, args.client))
+                    measure(url, bodies[items], clients, args.seconds, args.max_requests, args.client))
                 q = statistics.quantiles(lat, n=100)
-                print(f"{args.ingress[0]:8} {'on' if batching else 'off':9} {clients:7d} {n:8d} {n / elapsed:7.0f} "
-                      f"{n * args.items / elapsed:8.0f} {q[49] * 1e3:7.1f} {q[98] * 1e3:7.1f}", flush=True)
+                print(f"{args.ingress[0]:8} {'on' if batching else 'off':9} {items:5d} {clients:7d} {n:8d} "
+                      f"{n / elapsed:7.0f} {n * items / elapsed:8.0f} {q[49] * 1e3:7.1f} {q[98] * 1e3:7.1f}",
+                      flush=True)
     finally:
         serve.shutdown()
 

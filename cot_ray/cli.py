@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--replicas", type=int, default=1)
     sv.add_argument("--ingress", choices=["proxy", "haproxy"], default="proxy",
                     help="proxy: Serve's Python proxy actor; haproxy: Serve's high-throughput mode (HAProxy "
-                    "forwards to the replicas directly; 3-5x the requests/s here; it also opens HAProxy's "
+                    "forwards to the replicas directly; 5-12x the requests/s here; it also opens HAProxy's "
                     "stats and metrics ports, 8404 and 9101, on all interfaces)")
     sv.add_argument("--batching", action="store_true",
                     help="batch concurrent requests with @serve.batch (off by default: measured slower, since "
