@@ -106,13 +106,14 @@ def _encode(url: str, body: dict) -> bytes:
             f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
-async def raw_client(url: str, bodies: list[dict], stop: float, latencies: list[float], max_requests: int) -> None:
-    """Closed loop on one connection. A connection the server closes (HAProxy does when it reloads
-    its config as replicas come and go) is reopened and the request sent again, like any HTTP
-    client does for a kept-alive connection; the retry counts in that request's latency."""
+async def raw_client(url: str, requests: list[bytes], stop: float, latencies: list[float],
+                     max_requests: int) -> None:
+    """Closed loop on one connection, sending requests encoded by ``_encode``. A connection the
+    server closes (HAProxy does when it reloads its config as replicas come and go) is reopened and
+    the request sent again, like any HTTP client does for a kept-alive connection; the retry counts
+    in that request's latency."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
-    requests = [_encode(url, body) for body in bodies]
     _, conn = await loop.create_connection(_Connection, parts.hostname, parts.port)
     try:
         i = 0
@@ -148,13 +149,15 @@ async def aiohttp_client(url: str, bodies: list[dict], stop: float, latencies: l
 
 async def measure(url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int,
                   kind: str) -> tuple[int, float, list[float]]:
-    """Run ``clients`` closed-loop clients for ``seconds`` (or ``max_requests``) after a warm-up."""
+    """Run ``clients`` closed-loop clients for ``seconds`` (or ``max_requests``) after a warm-up.
+
+    Raw requests are encoded here, once, so no encoding falls inside the measured time."""
+    encoded = [_encode(url, body) for body in bodies] if kind == "raw" else []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         def run(stop: float, latencies: list[float], k: int) -> asyncio.Future:
-            mine = bodies[k:] + bodies[:k]
             if kind == "raw":
-                return raw_client(url, mine, stop, latencies, max_requests)
-            return aiohttp_client(url, mine, stop, latencies, max_requests, session)
+                return raw_client(url, encoded[k:] + encoded[:k], stop, latencies, max_requests)
+            return aiohttp_client(url, bodies[k:] + bodies[:k], stop, latencies, max_requests, session)
 
         warm: list[float] = []
         await asyncio.gather(*(run(time.perf_counter() + 0.5, warm, k) for k in range(clients)))
