@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--raw-width", type=int, default=256, help="prompts in the single-shot baseline")
     args = ap.parse_args()
 
-    from cot_ray.data.corpus import make_problem
+    from cot_ray.data.splits import make_problem
     from cot_ray.model import build_model, save_checkpoint
     from cot_ray.raycluster import ensure_ray
     from cot_ray.rollout.pool import RolloutPool

@@ -38,7 +38,8 @@ import aiohttp
 import uvloop
 from ray import serve
 
-from cot_ray.data.corpus import expert_trace, make_problem
+from cot_ray.data.corpus import expert_trace
+from cot_ray.data.splits import make_problem
 from cot_ray.tasks import get_task
 from cot_ray.verify.serve import INGRESS, start_verifier
 

@@ -178,7 +178,7 @@ def _eval(args: argparse.Namespace) -> int:
         trajs = evaluate(task, ExpertPolicy(task, **noise), problems, config, progress=True)
         name = args.policy
     if args.out:
-        write_jsonl(args.out, (record(t) for t in trajs))
+        write_jsonl(args.out, (record(t, task) for t in trajs))
     print(f"{name} {args.task} {args.difficulty} {args.mode}: {Summary.of(trajs).line()}")
     return 0
 
@@ -201,7 +201,7 @@ def _rollout(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from cot_ray.data.corpus import make_problem
+    from cot_ray.data.splits import make_problem
     from cot_ray.data.trajectories import write_trajectories
     from cot_ray.evaluate import Summary
     from cot_ray.mtp import ExecutionConfig

@@ -55,7 +55,9 @@ class NoiseConfig(_Strict):
 class EvalConfig(_Strict):
     """Evaluation of the (noisy) expert policies through MTP, RMTP and RTBS."""
 
-    n: int = Field(200, gt=0, description="problems per task and difficulty")
+    n: int = Field(200, gt=0, description="test problems per task and difficulty")
+    validation_n: int = Field(200, ge=0, description="validation problems per task and difficulty (held out "
+                              "from training like the test problems; for decisions, never reported as results)")
     seed: int = 1
     difficulties: list[Literal["id-easy", "id-hard", "ood-hard", "toy"]] = Field(
         default_factory=lambda: ["id-easy", "id-hard", "ood-hard"])

@@ -11,18 +11,33 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, Trajectory
+from cot_ray.stats import wilson
 from cot_ray.tasks import Problem, Task
 
 
 def make_problems(task: Task, difficulty: str, n: int, seed: int) -> list[Problem]:
-    """The evaluation set: ``n`` problems, from a seed disjoint from the corpus's by default."""
-    from cot_ray.data.corpus import make_problem
+    """The test set: the first ``n`` problems of the held-out ``test`` stream (see
+    :mod:`cot_ray.data.splits`; training streams never contain them)."""
+    from cot_ray.data.splits import problems
 
-    return [make_problem(task, difficulty, seed + 10_000, i) for i in range(n)]
+    return problems(task, difficulty, n, seed, "test")
 
 
-def record(traj: Trajectory) -> dict:
+def first_error(traj: Trajectory, task: Task) -> tuple[str | None, int | None]:
+    """The kind of the first wrong accepted step and its index among accepted steps (None, None
+    when every accepted step is right): where the policy's own chain goes wrong, which the
+    accuracy alone hides. Rejected proposals are skipped: the run never took them."""
+    accepted = (s for s in traj.steps if not s.rejected)
+    for i, s in enumerate(accepted):
+        kind = task.diagnose(s.state, s.step) if s.valid else "format"
+        if kind is not None:
+            return kind, i
+    return None, None
+
+
+def record(traj: Trajectory, task: Task) -> dict:
     """One JSON-able line per problem (the ``cot-ray eval`` output format)."""
+    kind, index = first_error(traj, task)
     return {
         "question": json.dumps(traj.problem.question, sort_keys=True),
         "difficulty": traj.problem.difficulty,
@@ -34,13 +49,21 @@ def record(traj: Trajectory) -> dict:
         "rejections": traj.n_rejections,
         "finish": traj.finish,
         "tokens": traj.n_tokens,
+        "first_error": kind,
+        "first_error_step": index,
     }
 
 
 @dataclass(frozen=True)
 class Summary:
+    """Aggregates of one evaluation; ``ci_low``/``ci_high`` bound the accuracy (95% Wilson), so
+    readers see how much of a gap between two summaries is sampling noise."""
+
     n: int
+    correct: int
     accuracy: float
+    ci_low: float
+    ci_high: float
     mean_steps: float
     reflection_frequency: float
     rejection_rate: float
@@ -49,10 +72,15 @@ class Summary:
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory]) -> Summary:
         n = len(trajectories)
+        correct = sum(t.correct for t in trajectories)
         steps = sum(len(t.steps) for t in trajectories)
+        low, high = wilson(correct, n)
         return cls(
             n=n,
-            accuracy=sum(t.correct for t in trajectories) / max(n, 1),
+            correct=correct,
+            accuracy=correct / max(n, 1),
+            ci_low=low,
+            ci_high=high,
             mean_steps=steps / max(n, 1),
             reflection_frequency=sum(t.n_reflections for t in trajectories) / max(steps, 1),
             rejection_rate=sum(t.n_rejections for t in trajectories) / max(steps, 1),
@@ -60,9 +88,9 @@ class Summary:
         )
 
     def line(self) -> str:
-        return (f"n={self.n} accuracy={self.accuracy:.1%} steps={self.mean_steps:.2f} "
-                f"reflection={self.reflection_frequency:.1%} rejected={self.rejection_rate:.1%} "
-                f"invalid={self.invalid}")
+        return (f"n={self.n} accuracy={self.accuracy:.1%} [{self.ci_low:.1%}, {self.ci_high:.1%}] "
+                f"steps={self.mean_steps:.2f} reflection={self.reflection_frequency:.1%} "
+                f"rejected={self.rejection_rate:.1%} invalid={self.invalid}")
 
 
 def evaluate(task: Task, policy: Policy, problems: Sequence[Problem], config: ExecutionConfig,

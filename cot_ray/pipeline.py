@@ -7,7 +7,7 @@
     stage3-reflective-sft/final
     stage4-rl-mtp/final, stage4-rl-rmtp/final   RL-tuned policies (GRPO or PPO), metrics.csv
     eval/<name>.json(l)               evaluations of each checkpoint (and of the expert baselines)
-    report.md, accuracy.png           the report
+    report.md, accuracy.png, heatmap.png   the report
 
 A stage whose output exists is skipped on re-run; a training stage that was interrupted
 resumes from its latest checkpoint.
@@ -24,9 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cot_ray.config import PipelineConfig
-from cot_ray.data.corpus import generate_corpus, make_problem
+from cot_ray.data.corpus import generate_corpus
+from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, Trajectory
+from cot_ray.report import write_report
 from cot_ray.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> list[str]
             continue
         t0 = time.time()
         table = generate_corpus(task, c.n, str(path), seed=c.seed, difficulty=c.difficulty,
-                                shard_size=c.shard_size, progress=progress)
+                                shard_size=c.shard_size, progress=progress, exclude=held_out_of(config, task))
         log.info("corpus %s: %d rows in %.1fs -> %s", task, table.num_rows, time.time() - t0, path)
     return paths
 
@@ -78,7 +80,8 @@ def _cached(path: Path, compute) -> list[dict]:
 def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list[Trajectory], out: Path) -> dict:
     tag = f"{policy}-{task}-{difficulty}-{mode}".replace("/", "_")
     (out / "eval").mkdir(parents=True, exist_ok=True)
-    write_jsonl(str(out / "eval" / f"{tag}.jsonl"), (record(t) for t in trajs))
+    spec = get_task(task)
+    write_jsonl(str(out / "eval" / f"{tag}.jsonl"), (record(t, spec) for t in trajs))
     from cot_ray.verify import verification_counts
 
     summary = Summary.of(trajs)
@@ -226,96 +229,12 @@ def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path)
 
     r = config.reflective_sft
     task = get_task(task_name)
-    problems = [make_problem(task, None, config.corpus.seed, i) for i in range(r.queries)]
+    exclude = held_out_of(config, task_name)
+    problems = [make_problem(task, config.corpus.difficulty, config.corpus.seed, i, "reflective", exclude)
+                for i in range(r.queries)]
     records = sample_verification_records(pool, task_name, problems, r.temperatures, r.verification,
                                           r.max_positive_share, r.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(records), path)
     negatives = sum(not x["correct"] for x in records)
     log.info("reflective data %s: %d examples (%d wrong steps) -> %s", task_name, len(records), negatives, path)
-
-
-PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verification None / RMTP / RTBS
-    ("1M", "mult"): {"id-easy": (23.6, 95.8, 94.5, 93.4), "id-hard": (2.0, 52.7, 44.6, 35.5),
-                     "ood-hard": (1.0, 3.7, 2.2, 1.2)},
-    ("4M", "mult"): {"id-easy": (92.0, 97.7, 97.6, 97.3), "id-hard": (37.3, 56.9, 62.2, 53.0),
-                     "ood-hard": (2.2, 2.9, 1.8, 1.1)},
-    ("16M", "mult"): {"id-easy": (99.2, 98.8, 98.9, 98.8), "id-hard": (65.9, 65.2, 76.7, 74.9),
-                      "ood-hard": (2.5, 1.1, 1.3, 1.3)},
-    ("1M", "sudoku"): {"id-easy": (1.4, 33.0, 32.4, 2.4), "id-hard": (0.0, 0.3, 0.1, 0.0),
-                       "ood-hard": (0.0, 0.0, 0.0, 0.0)},
-    ("4M", "sudoku"): {"id-easy": (52.2, 92.1, 96.8, 96.0), "id-hard": (3.3, 40.9, 46.3, 53.3),
-                       "ood-hard": (0.0, 0.4, 4.0, 6.7)},
-    ("16M", "sudoku"): {"id-easy": (95.7, 97.1, 97.9, 92.5), "id-hard": (48.8, 50.1, 53.1, 54.8),
-                        "ood-hard": (0.4, 0.9, 4.4, 6.0)},
-}
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
-def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
-    """``report.md`` (accuracy tables, laid out like the paper's) and ``accuracy.png``."""
-    modes = list(config.eval.modes)
-    lines = [f"# cot_ray report: {config.name}", "",
-             f"Model {config.model.size}; accuracy (%) per task and difficulty for each execution mode.",
-             "reflection = share of steps that carry a verification; rejected = share of steps the policy",
-             "rejected; e+ / e- = the policy's false-positive / false-negative rate against the expert",
-             "verifier (first attempt at each state, RMTP run). Expert rows are the rule-based baselines.", ""]
-    for policy in dict.fromkeys(r["policy"] for r in rows):
-        lines += [f"## {policy}", "",
-                  "| task | split | " + " | ".join(m.upper() for m in modes)
-                  + " | reflection | rejected | e+ | e- |",
-                  "|---|---|" + "---|" * (len(modes) + 4)]
-        for task in config.corpus.tasks:
-            for difficulty in config.eval.difficulties:
-                cells = {r["mode"]: r for r in rows
-                         if (r["policy"], r["task"], r["difficulty"]) == (policy, task, difficulty)}
-                if not cells:
-                    continue
-                refl = cells.get("rmtp") or next(iter(cells.values()))
-                lines.append(f"| {task} | {difficulty} | "
-                             + " | ".join(f"{100 * cells[m]['accuracy']:.1f}" if m in cells else "-" for m in modes)
-                             + f" | {_pct(refl['reflection_frequency'])} | {_pct(refl['rejection_rate'])}"
-                             + f" | {_pct(refl.get('e_plus'))} | {_pct(refl.get('e_minus'))} |")
-        lines.append("")
-    paper = [(task, PAPER_TABLE5[(config.model.size, task)]) for task in config.corpus.tasks
-             if (config.model.size, task) in PAPER_TABLE5]
-    if paper:
-        lines += [f"## The paper, {config.model.size} (Table 5, after SFT; trained on ID-Easy and ID-Hard)", "",
-                  "| task | split | MTP model: MTP | binary-verifying model: MTP | RMTP | RTBS |",
-                  "|---|---|---|---|---|---|"]
-        for task, table in paper:
-            for difficulty, values in table.items():
-                lines.append(f"| {task} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
-        lines.append("")
-    lines += ["![accuracy](accuracy.png)", ""]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    _plot(rows, modes, out / "accuracy.png")
-    return report
-
-
-def _plot(rows: list[dict], modes: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(dict.fromkeys((r["policy"], r["task"], r["difficulty"]) for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.8), 5))
-    width = 0.8 / max(len(modes), 1)
-    for k, mode in enumerate(modes):
-        acc = [next((100 * r["accuracy"] for r in rows if (r["policy"], r["task"], r["difficulty"], r["mode"])
-                     == (*g, mode)), 0.0) for g in groups]
-        ax.bar([i + k * width for i in range(len(groups))], acc, width, label=mode.upper())
-    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels([f"{p.replace('(', chr(10) + '(')}\n{t} {d}" for p, t, d in groups], fontsize=6,
-                       rotation=60, ha="right")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cot_ray.tasks import IN_DISTRIBUTION, Problem, Task, check_difficulty, get_task
+from cot_ray.data.splits import make_problem
+from cot_ray.tasks import Problem, Task, check_difficulty, get_task
 from cot_ray.tokenizer import Tokenizer
 
 MAX_TRACE_STEPS = 200
@@ -37,18 +37,6 @@ SCHEMA = pa.schema([
     pa.field("text", pa.string()),
     pa.field("n_tokens", pa.int32()),
 ])
-
-
-def problem_rng(task: str, seed: int, index: int) -> random.Random:
-    """The generator for row ``index``: string seeds hash stably across processes."""
-    return random.Random(f"{task}/{seed}/{index}")
-
-
-def make_problem(task: Task, difficulty: str | None, seed: int, index: int) -> Problem:
-    """Row ``index``'s problem; ``difficulty=None`` draws one of the in-distribution levels."""
-    rng = problem_rng(task.name, seed, index)
-    level = difficulty or rng.choice(IN_DISTRIBUTION)
-    return task.generate(level, rng)
 
 
 def expert_trace(task: Task, problem: Problem) -> list[tuple[str, str]]:
@@ -88,10 +76,13 @@ def make_row(task: Task, problem: Problem, index: int, tok: Tokenizer) -> dict[s
     }
 
 
-def make_table(task_name: str, difficulty: str | None, seed: int, start: int, count: int) -> pa.Table:
-    """Rows ``start .. start+count-1`` as an Arrow table (the unit of parallel work)."""
+def make_table(task_name: str, difficulty: str | None, seed: int, start: int, count: int,
+               exclude: frozenset[str] = frozenset()) -> pa.Table:
+    """Rows ``start .. start+count-1`` as an Arrow table (the unit of parallel work); problems
+    whose key is in ``exclude`` (the held-out ones) are replaced, see :mod:`cot_ray.data.splits`."""
     task, tok = get_task(task_name), Tokenizer()
-    rows = [make_row(task, make_problem(task, difficulty, seed, i), i, tok) for i in range(start, start + count)]
+    rows = [make_row(task, make_problem(task, difficulty, seed, i, "corpus", exclude), i, tok)
+            for i in range(start, start + count)]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
@@ -125,8 +116,11 @@ def generate_corpus(
     shard_size: int = 256,
     parallel: bool = True,
     progress: bool = False,
+    exclude: frozenset[str] = frozenset(),
 ) -> pa.Table:
     """Generate ``n`` rows and write them to the Parquet file ``out``; returns the table.
+
+    ``exclude`` holds the keys of held-out problems (:func:`cot_ray.data.splits.held_out`).
 
     ``parallel`` runs one Ray task per shard on the current (or an auto-started local) Ray
     cluster; otherwise all shards run in this process.
@@ -134,23 +128,24 @@ def generate_corpus(
     check_corpus_args(task, n, difficulty, out)
     parts = list(shards(n, shard_size))
     if parallel:
-        tables = _generate_on_ray(task, difficulty, seed, parts, progress)
+        tables = _generate_on_ray(task, difficulty, seed, parts, progress, exclude)
     else:
-        tables = [make_table(task, difficulty, seed, s, c) for s, c in _progress(parts, progress, task)]
+        tables = [make_table(task, difficulty, seed, s, c, exclude) for s, c in _progress(parts, progress, task)]
     table = pa.concat_tables(tables)
     pq.write_table(table, out)
     return table
 
 
 def _generate_on_ray(task: str, difficulty: str | None, seed: int, parts: list[tuple[int, int]],
-                     progress: bool) -> list[pa.Table]:
+                     progress: bool, exclude: frozenset[str]) -> list[pa.Table]:
     import ray
 
     from cot_ray.raycluster import ensure_ray
 
     ensure_ray()
     remote = ray.remote(num_cpus=1)(make_table)
-    refs = [remote.remote(task, difficulty, seed, s, c) for s, c in parts]
+    exclude_ref = ray.put(exclude)
+    refs = [remote.remote(task, difficulty, seed, s, c, exclude_ref) for s, c in parts]
     pending = list(refs)
     for _ in _progress(range(len(refs)), progress, task):
         _, pending = ray.wait(pending, num_returns=1)

@@ -39,15 +39,17 @@ FIELDS = ["update", "policy_version", "reward", "accuracy", "reflection", "e_plu
 
 def queries(config: PipelineConfig, update: int) -> tuple[str, list]:
     """The problems of update ``update``: a task (round robin) and its queries, each repeated G
-    times in a row. Depends only on (seed, update), so a resumed run sees the same data."""
-    from cot_ray.data.corpus import make_problem
+    times in a row. Depends only on (seed, update), so a resumed run sees the same data. Queries
+    come from the training distribution (the corpus's) and never from the held-out problems."""
+    from cot_ray.data.splits import held_out_of, make_problem
 
     rl = config.rl
     task_name = config.corpus.tasks[update % len(config.corpus.tasks)]
     task = get_task(task_name)
     first = update * rl.queries_per_update
     index = [(first + i) % rl.query_pool if rl.query_pool else first + i for i in range(rl.queries_per_update)]
-    base = [make_problem(task, rl.difficulty, rl.seed + 7919, i) for i in index]
+    exclude = held_out_of(config, task_name)
+    base = [make_problem(task, rl.difficulty or config.corpus.difficulty, rl.seed, i, "rl", exclude) for i in index]
     return task_name, [p for p in base for _ in range(rl.group_size)]
 
 

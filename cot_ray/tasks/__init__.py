@@ -1,5 +1,7 @@
 """Reasoning tasks (pure Python): multiplication and Sudoku, with their expert and verifier."""
 
+from collections.abc import Callable
+
 from cot_ray.tasks.base import (
     DIFFICULTIES,
     IN_DISTRIBUTION,
@@ -12,10 +14,14 @@ from cot_ray.tasks.base import (
     check_difficulty,
     parse_labels,
 )
-from cot_ray.tasks.mult import Multiplication
+from cot_ray.tasks.mult import LsdLayout, MsdLayout, Multiplication
 from cot_ray.tasks.sudoku import Sudoku
 
-TASKS: dict[str, type] = {"mult": Multiplication, "sudoku": Sudoku}
+TASKS: dict[str, Callable[[], Task]] = {
+    "mult": lambda: Multiplication(LsdLayout(), "mult"),
+    "mult-msd": lambda: Multiplication(MsdLayout(), "mult-msd"),  # the first layout, a baseline
+    "sudoku": Sudoku,
+}
 
 
 def get_task(name: str) -> Task:

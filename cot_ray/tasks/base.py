@@ -111,3 +111,6 @@ class Task(Protocol):
 
     def validate_state(self, state: str) -> str | None:
         """``None`` if ``state`` is a well-formed state of this task, else a message saying why."""
+
+    def diagnose(self, state: str, step: str) -> str | None:
+        """``None`` if ``step`` is right, else the kind of its first wrong element (failure analysis)."""

@@ -1,25 +1,39 @@
 """Integer multiplication as a Markov Thought Process (paper section 3.1, appendix D.2.1).
 
-State ``x*y+r``: what is left of the two multiplicands and the running result; x*y+r always
-equals the original product. A step removes one digit value u from one operand: every digit of
-that operand equal to u becomes 0 and u times the other operand, shifted to each zeroed position,
-is added to r. The step text spells out the elementary computations, so T only reads the new
-state out of it and detailed verification can label each computation:
+The semantics are the paper's: the state ``x*y+r`` always equals the original product; a step
+removes one digit value u from one operand (every digit equal to u becomes 0) and adds u times
+the other operand, shifted to each zeroed position, to r; T only reads the new state out of the
+step. How numbers and computations are written is ours to choose (paper.md section 9). Two
+layouts exist, chosen by measurement (``bench/time_to_accuracy.py``, README "Multiplication"):
 
-    y7:07,35,03,21=21357;21357;3051*20+21357
-    ^^ operand and digit
-       ^^^^^^^^^^^ digit products of the other operand, units first: d*u + carry, two digits each
-                   ^^^^^ delta = u * other operand
-                         ^^^^^ r after each addition, one per zeroed position (units first)
-                               ^^^^^^^^^^^^^ the new state
+**LSD** (task ``mult``, the default). Every number is written least-significant digit first, so
+each digit a model writes depends on digits already seen plus one carry, and every addition is
+written out aligned: ``r + delta*10^i = sum`` with all three numbers padded to the same width, so
+digit k of each sits at the same offset. Operands keep their width (zeroed digits stay as 0)::
 
-When an operand is 0 the answer step is ``a<r>``.
+    state  1503*72+0                                  (3051 * 27 + 0, digits reversed)
+    step   y7:02:07,35,03,21=75312;00000+75312=75312;1503*02+75312
+           ^^ operand and digit
+              ^^ the operand with every 7 set to 0 (so the zeroed positions are explicit)
+                 ^^^^^^^^^^^ digit products d*u + carry of the other operand, units first
+                             ^^^^^ delta = the products' units digits and the last carry
+                                   ^^^^^^^^^^^^^^^^^ one aligned addition per zeroed position
+                                                     ^^^^^^^^^^^^^ the new state
+    answer a77328                                     (82377, reversed)
+
+**MSD** (task ``mult-msd``): the first layout, kept as the baseline the LSD layout is measured
+against. Numbers are written most-significant digit first and each running sum in one go::
+
+    state  3051*27+0
+    step   y7:07,35,03,21=21357;21357;3051*20+21357
+    answer a82377
 """
 
 from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 
 from cot_ray.tasks.base import Problem, Transition, Verification, check_difficulty
 
@@ -35,32 +49,27 @@ MAX_DIGITS = 12
 """States with longer operands are rejected as malformed (protects the verifier service)."""
 
 _STATE = re.compile(rf"^(\d{{1,{MAX_DIGITS}}})\*(\d{{1,{MAX_DIGITS}}})\+(\d{{1,{2 * MAX_DIGITS + 1}}})$")
-_STEP = re.compile(r"^([xy])([1-9]):(\d\d(?:,\d\d)*)=(\d+);(\d+(?:,\d+)*)?;(.*)$")
 _ANSWER = re.compile(r"^a(\d+)$")
 
 
-def format_state(x: int, y: int, r: int) -> str:
-    return f"{x}*{y}+{r}"
+@dataclass(frozen=True)
+class StepParts:
+    """The elements a (non-answer) step writes, in order; what detailed verification labels."""
 
-
-def parse_state(state: str) -> tuple[int, int, int] | None:
-    m = _STATE.match(state)
-    if m is None:
-        return None
-    return int(m[1]), int(m[2]), int(m[3])
+    operand: str
+    u: int
+    reduced: str
+    """The operand with every u set to 0, as written in the step (LSD only; "" in MSD)."""
+    products: tuple[str, ...]
+    delta: str
+    additions: tuple[tuple[str, ...], ...]
+    """LSD: (r, shifted delta, sum) per zeroed position; MSD: (sum,) per zeroed position."""
+    state: str
 
 
 def _digits(n: int) -> list[int]:
     """Decimal digits of n, units first."""
     return [int(ch) for ch in reversed(str(n))]
-
-
-def _zero_digit(n: int, u: int) -> tuple[int, list[int]]:
-    """n with every digit equal to u set to 0, and the zeroed positions (units = 0)."""
-    digits = _digits(n)
-    positions = [i for i, d in enumerate(digits) if d == u]
-    kept = "".join(str(0 if d == u else d) for d in reversed(digits))
-    return int(kept), positions
 
 
 def _products(other: int, u: int) -> list[int]:
@@ -73,121 +82,232 @@ def _products(other: int, u: int) -> list[int]:
     return out
 
 
-def write_step(x: int, y: int, r: int, operand: str, u: int) -> str:
-    """The exact step text for removing digit ``u`` from ``operand`` ('x' or 'y')."""
-    own, other = (x, y) if operand == "x" else (y, x)
-    reduced, positions = _zero_digit(own, u)
-    delta = u * other
-    sums, total = [], r
-    for i in positions:
-        total += delta * 10**i
-        sums.append(str(total))
-    nx, ny = (reduced, y) if operand == "x" else (x, reduced)
-    products = ",".join(f"{p:02d}" for p in _products(other, u))
-    return f"{operand}{u}:{products}={delta};{','.join(sums)};{format_state(nx, ny, total)}"
+def _rev(n: int) -> str:
+    return str(n)[::-1]
+
+
+class LsdLayout:
+    """Numbers least-significant digit first; aligned additions (see the module docstring)."""
+
+    def initial_state(self, x: int, y: int) -> str:
+        return f"{_rev(x)}*{_rev(y)}+0"
+
+    def parse_state(self, state: str) -> tuple[int, int, int] | None:
+        m = _STATE.match(state)
+        if m is None:
+            return None
+        return int(m[1][::-1]), int(m[2][::-1]), int(m[3][::-1])
+
+    def answer(self, r: int) -> str:
+        return f"a{_rev(r)}"
+
+    def read_answer(self, digits: str) -> str:
+        return digits[::-1]
+
+    def parts(self, state: str, operand: str, u: int) -> StepParts:
+        m = _STATE.match(state)
+        assert m is not None, state
+        xs, ys, r = m[1], m[2], int(m[3][::-1])
+        own, other = (xs, ys) if operand == "x" else (ys, xs)
+        reduced = "".join("0" if ch == str(u) else ch for ch in own)
+        delta = u * int(other[::-1])
+        additions = []
+        for i, ch in enumerate(own):
+            if ch != str(u):
+                continue
+            total = r + delta * 10**i
+            width = len(str(total))
+            shifted = "0" * i + _rev(delta)
+            additions.append((_rev(r).ljust(width, "0"), shifted.ljust(width, "0"), _rev(total)))
+            r = total
+        nx, ny = (reduced, ys) if operand == "x" else (xs, reduced)
+        return StepParts(operand, u, reduced, tuple(f"{p:02d}" for p in _products(int(other[::-1]), u)),
+                         _rev(delta), tuple(additions), f"{nx}*{ny}+{_rev(r)}")
+
+    def write(self, p: StepParts) -> str:
+        head = f"{p.operand}{p.u}:{p.reduced}:{','.join(p.products)}={p.delta}"
+        return ";".join([head, *(f"{a}+{b}={s}" for a, b, s in p.additions), p.state])
+
+    _HEAD = re.compile(r"^([xy])([1-9]):(\d+):(\d\d(?:,\d\d)*)=(\d+)$")
+    _ADD = re.compile(r"^(\d+)\+(\d+)=(\d+)$")
+
+    def parse(self, step: str) -> StepParts | None:
+        fields = step.split(";")
+        head = self._HEAD.match(fields[0])
+        adds = [self._ADD.match(f) for f in fields[1:-1]]
+        if head is None or len(fields) < 2 or not all(adds) or not _STATE.match(fields[-1]):
+            return None
+        return StepParts(head[1], int(head[2]), head[3], tuple(head[4].split(",")), head[5],
+                         tuple(a.groups() for a in adds if a), fields[-1])
+
+
+class MsdLayout:
+    """Numbers most-significant digit first, each running sum in one go (the first layout)."""
+
+    def initial_state(self, x: int, y: int) -> str:
+        return f"{x}*{y}+0"
+
+    def parse_state(self, state: str) -> tuple[int, int, int] | None:
+        m = _STATE.match(state)
+        return None if m is None else (int(m[1]), int(m[2]), int(m[3]))
+
+    def answer(self, r: int) -> str:
+        return f"a{r}"
+
+    def read_answer(self, digits: str) -> str:
+        return digits
+
+    def parts(self, state: str, operand: str, u: int) -> StepParts:
+        x, y, r = self.parse_state(state) or (0, 0, 0)
+        own, other = (x, y) if operand == "x" else (y, x)
+        digits = _digits(own)
+        reduced = int("".join(str(0 if d == u else d) for d in reversed(digits)))
+        delta = u * other
+        sums = []
+        for i, d in enumerate(digits):
+            if d == u:
+                r += delta * 10**i
+                sums.append((str(r),))
+        nx, ny = (reduced, y) if operand == "x" else (x, reduced)
+        return StepParts(operand, u, "", tuple(f"{p:02d}" for p in _products(other, u)), str(delta),
+                         tuple(sums), f"{nx}*{ny}+{r}")
+
+    def write(self, p: StepParts) -> str:
+        sums = ",".join(s for (s,) in p.additions)
+        return f"{p.operand}{p.u}:{','.join(p.products)}={p.delta};{sums};{p.state}"
+
+    _STEP = re.compile(r"^([xy])([1-9]):(\d\d(?:,\d\d)*)=(\d+);(\d+(?:,\d+)*)?;(.*)$")
+
+    def parse(self, step: str) -> StepParts | None:
+        m = self._STEP.match(step)
+        if m is None or not _STATE.match(m[6]):
+            return None
+        sums = tuple((s,) for s in m[5].split(",")) if m[5] else ()
+        return StepParts(m[1], int(m[2]), "", tuple(m[3].split(",")), m[4], sums, m[6])
+
+
+_ADDITION_KINDS = {3: ("copy", "align", "sum"), 1: ("sum",)}
+"""Failure kinds of an addition's fields: r copied, delta shifted into place, the sum."""
 
 
 class Multiplication:
-    """The integer multiplication task."""
+    """The integer multiplication task, in one of the two layouts."""
 
-    name = "mult"
+    def __init__(self, layout: LsdLayout | MsdLayout | None = None, name: str = "mult") -> None:
+        self.layout = layout or LsdLayout()
+        self.name = name
 
     def generate(self, difficulty: str, rng: random.Random) -> Problem:
+        """Digit counts (dx, dy) uniform over the grid cells of the level, then uniform numbers.
+
+        A uniform cell, rather than a uniform larger length, keeps one-digit products (81
+        problems in all) at 1/25 of ID-Easy instead of a fifth of it.
+        """
         lo, hi = DIGIT_RANGES[check_difficulty(difficulty)]
-        d = rng.randint(lo, hi)
-        d_other = rng.randint(1, d)
-        a, b = _random_number(d, rng), _random_number(d_other, rng)
-        x, y = (a, b) if rng.random() < 0.5 else (b, a)
+        dx, dy = rng.choice([(a, b) for a in range(1, hi + 1) for b in range(1, hi + 1) if max(a, b) >= lo])
+        x, y = _random_number(dx, rng), _random_number(dy, rng)
         return Problem(self.name, difficulty, {"x": x, "y": y}, str(x * y))
 
     def initial_state(self, problem: Problem) -> str:
-        return format_state(int(problem.question["x"]), int(problem.question["y"]), 0)
+        return self.layout.initial_state(int(problem.question["x"]), int(problem.question["y"]))
 
     def validate_state(self, state: str) -> str | None:
-        if parse_state(state) is None:
+        if self.layout.parse_state(state) is None:
             return f"a mult state is 'x*y+r' with x, y of at most {MAX_DIGITS} digits, got {state[:40]!r}"
         return None
 
     def transition(self, state: str, step: str) -> Transition:
         if (m := _ANSWER.match(step)) is not None:
-            return Transition(valid=True, answer=m[1])
-        m = _STEP.match(step)
-        if m is None:
-            return Transition(valid=False, error="step does not match 'op u:products=delta;sums;state'")
-        if parse_state(m[6]) is None:
-            return Transition(valid=False, error="the new state is not 'x*y+r'")
-        return Transition(valid=True, next_state=m[6])
+            return Transition(valid=True, answer=self.layout.read_answer(m[1]))
+        parts = self.layout.parse(step)
+        if parts is None:
+            return Transition(valid=False, error="step does not match the mult step format")
+        return Transition(valid=True, next_state=parts.state)
 
     def expert_step(self, state: str, problem: Problem | None = None) -> str:
-        parsed = parse_state(state)
+        parsed = self.layout.parse_state(state)
         if parsed is None:
             raise ValueError(f"not a mult state: {state!r}")
         x, y, r = parsed
         if x == 0 or y == 0:
-            return f"a{r}"
+            return self.layout.answer(r)
         operand = _expert_operand(x, y)
-        own = x if operand == "x" else y
-        u = next(d for d in _digits(own) if d != 0)
-        return write_step(x, y, r, operand, u)
+        u = next(d for d in _digits(x if operand == "x" else y) if d != 0)
+        return self.layout.write(self.layout.parts(state, operand, u))
 
     def perturb_step(self, state: str, rng: random.Random) -> str:
         """The expert's step with a wrong running result: well-formed, breaks the invariant."""
-        x, y, r = parse_state(state) or (0, 0, 0)
+        x, y, r = self.layout.parse_state(state) or (0, 0, 0)
         offset = rng.randint(1, 9) * 10 ** rng.randint(0, 2)
         if x == 0 or y == 0:
-            return f"a{r + offset}"
-        step = self.expert_step(state)
-        head, _, new_state = step.rpartition(";")
-        nx, ny, nr = parse_state(new_state)  # type: ignore[misc]
-        return f"{head};{format_state(nx, ny, nr + offset)}"
+            return self.layout.answer(r + offset)
+        head, _, new_state = self.expert_step(state).rpartition(";")
+        operands, _, _ = new_state.rpartition("+")
+        _, _, nr = self.layout.parse_state(new_state)  # type: ignore[misc]
+        return f"{head};{operands}+{self.layout.answer(nr + offset)[1:]}"
 
     def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
-        parsed = parse_state(state)
+        parsed = self.layout.parse_state(state)
         if parsed is None:
             return Verification((False,))
+        if not detailed:
+            return Verification((self._invariant_holds(parsed, step),))
+        return Verification(tuple(ok for _, ok in self.elements(state, step)))
+
+    def _invariant_holds(self, parsed: tuple[int, int, int], step: str) -> bool:
         x, y, r = parsed
         if (m := _ANSWER.match(step)) is not None:
-            return Verification((int(m[1]) == x * y + r,))
-        m = _STEP.match(step)
-        new = parse_state(m[6]) if m else None
-        if m is None or new is None:
-            return Verification((False,))
-        if not detailed:
-            nx, ny, nr = new
-            return Verification((nx * ny + nr == x * y + r,))
-        return Verification(_detailed_labels(x, y, r, m))
+            return int(self.layout.read_answer(m[1])) == x * y + r
+        p = self.layout.parse(step)
+        new = self.layout.parse_state(p.state) if p else None
+        return new is not None and new[0] * new[1] + new[2] == x * y + r
+
+    def elements(self, state: str, step: str) -> list[tuple[str, bool]]:
+        """(kind, correct) for each element the step writes, in order: detailed verification.
+
+        Each element is compared with what the expert writes for the same choice of operand and
+        digit, so a different but valid choice is not an error. Kinds: choice, operand, product
+        or carry (a digit product that is right but for its carry), delta, copy / align / sum
+        (an addition's r, shifted delta and result), count (additions missing or extra), state;
+        an answer step is one "answer" element; an unreadable step one "format" element.
+        """
+        parsed = self.layout.parse_state(state)
+        if parsed is None:
+            return [("format", False)]
+        if _ANSWER.match(step):
+            return [("answer", self._invariant_holds(parsed, step))]
+        p = self.layout.parse(step)
+        if p is None:
+            return [("format", False)]
+        x, y, _ = parsed
+        own, other = (x, y) if p.operand == "x" else (y, x)
+        want = self.layout.parts(state, p.operand, p.u)
+        out = [("choice", p.u in _digits(own))]
+        if want.reduced:
+            out.append(("operand", p.reduced == want.reduced))
+        other_digits = _digits(other)
+        for j, w in enumerate(p.products):
+            ok = j < len(want.products) and w == want.products[j]
+            right_product = j < len(other_digits) and 0 <= int(w) - other_digits[j] * p.u <= 8
+            out.append(("product" if ok or not right_product else "carry", ok))
+        if len(p.products) < len(want.products):
+            out.append(("product", False))
+        out.append(("delta", p.delta == want.delta))
+        for k, fields in enumerate(p.additions):
+            expected = want.additions[k] if k < len(want.additions) else None
+            kinds = _ADDITION_KINDS[len(fields)]
+            out += [(kind, expected is not None and f == e) for kind, f, e in zip(kinds, fields, expected or fields)]
+        if len(p.additions) != len(want.additions):
+            out.append(("count", False))
+        out.append(("state", p.state == want.state))
+        return out
+
+    def diagnose(self, state: str, step: str) -> str | None:
+        """The kind of the first wrong element of ``step``, or None if it is all correct."""
+        return next((kind for kind, ok in self.elements(state, step) if not ok), None)
 
     def check_answer(self, problem: Problem, answer: str) -> bool:
         return answer.strip() == problem.answer
-
-
-def _detailed_labels(x: int, y: int, r: int, m: re.Match[str]) -> tuple[bool, ...]:
-    """One label per element written in the step, in the order they are written.
-
-    Elements: the choice (operand and a digit it contains), each digit product, delta, each
-    running sum and the new state. Each is compared with what the expert would have written for
-    the same choice of operand and digit.
-    """
-    operand, u = m[1], int(m[2])
-    own, other = (x, y) if operand == "x" else (y, x)
-    choice_ok = u in _digits(own)
-    expert = _STEP.match(write_step(x, y, r, operand, u))
-    assert expert is not None
-    labels = [choice_ok]
-    labels += _compare_lists(m[3].split(","), expert[3].split(","))
-    labels.append(m[4] == expert[4])
-    written_sums = m[5].split(",") if m[5] else []
-    expert_sums = expert[5].split(",") if expert[5] else []
-    labels += _compare_lists(written_sums, expert_sums)
-    labels.append(m[6] == expert[6])
-    return tuple(labels)
-
-
-def _compare_lists(written: list[str], expected: list[str]) -> list[bool]:
-    """Element-wise equality; an element without a counterpart is wrong, and missing elements
-    add one negative label (so a step that skips a computation is never all-positive)."""
-    labels = [i < len(expected) and w == expected[i] for i, w in enumerate(written)]
-    return labels + ([False] if len(written) < len(expected) else [])
 
 
 def _expert_operand(x: int, y: int) -> str:

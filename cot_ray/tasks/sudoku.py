@@ -246,6 +246,17 @@ class Sudoku:
         return Verification(tuple(not counts & repeat[a] and (b == 0 or b == a)
                                   for repeat, b, a in zip(_REPEAT, before, after)))
 
+    def diagnose(self, state: str, step: str) -> str | None:
+        """What is first wrong with ``step``: "format" (unreadable), "changed" (a clue or earlier
+        number altered), "clash" (a repeat in a row, column or block), or None (rule-consistent;
+        a wrong guess is rule-consistent, and only the solution can tell it apart)."""
+        m = _STEP.match(step)
+        if m is None or not _BOARD.fullmatch(state):
+            return "format"
+        if not _keeps_numbers(state, m[2]):
+            return "changed"
+        return None if self.verify(state, step).ok else "clash"
+
     def check_answer(self, problem: Problem, answer: str) -> bool:
         board = parse_board(answer.strip())
         clues = parse_board(str(problem.question["puzzle"]))

@@ -63,6 +63,24 @@ def random_windows(stream: np.ndarray, block: int, batch: int, rng: np.random.Ge
     return windows[:, :-1], windows[:, 1:], np.ones((batch, block), dtype=np.float32)
 
 
+def length_grouped_batches(lengths: np.ndarray, batch: int, rng: np.random.Generator,
+                           group: int = 32) -> list[np.ndarray]:
+    """One epoch of batches, each of examples of similar length, in random order.
+
+    A random permutation is cut into chunks of ``group`` batches; each chunk is sorted by length
+    and cut into batches; the batches are shuffled. Padding then wastes little (mult steps run
+    from 20 to 250 tokens, and a batch is as wide as its longest example), while every epoch
+    still sees every example once, in an order fixed by ``rng``.
+    """
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch * group):
+        chunk = order[start:start + batch * group]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[k:k + batch] for k in range(0, len(chunk), batch)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
 def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: int) -> tuple[np.ndarray, ...]:
     """Right-pad examples into inputs, targets and a mask that is 1 on target tokens only."""
     width = min(max(len(ids) for ids, _ in examples), max_len + 1) - 1

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cot_ray.train.checkpoints import STATE_FILE, latest_checkpoint, save_checkpoint_dir, save_final
-from cot_ray.train.data import pad_examples, random_windows
+from cot_ray.train.data import length_grouped_batches, pad_examples, random_windows
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class Batches:
             self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
         else:
             self.examples = examples
+            self.lengths = np.array([len(ids) for ids, _ in examples])
+            self._epoch, self._batches = -1, []
         self.tokens = sum(len(ids) for ids, _ in examples)
 
     def __call__(self, step: int) -> tuple[np.ndarray, ...]:
@@ -54,10 +56,11 @@ class Batches:
         if self.windows:
             rng = np.random.default_rng([seed, self.rank, step])
             return random_windows(self.stream, self.cfg["block_size"], self.batch, rng)
-        per_epoch = self.cfg["steps_per_epoch"]
-        order = np.random.default_rng([seed, self.rank, step // per_epoch]).permutation(len(self.examples))
-        first = (step % per_epoch) * self.batch
-        picked = [self.examples[order[(first + k) % len(order)]] for k in range(self.batch)]
+        epoch, k = divmod(step, self.cfg["steps_per_epoch"])
+        if self._epoch != epoch:
+            rng = np.random.default_rng([seed, self.rank, epoch])
+            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
+        picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
         return pad_examples(picked, self.pad, self.cfg["max_len"])
 
 
@@ -87,10 +90,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     model = load_model(source) if source else build_model(cfg["model_size"], seed=cfg["seed"],
                                                           max_positions=cfg["max_positions"])
     model = ray.train.torch.prepare_model(model)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95))
+    opt = make_optimizer(model, cfg["lr"], cfg["weight_decay"])
     start = 0
     if latest is not None:
         state = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=False)
@@ -118,16 +118,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         x, y, mask = (torch.from_numpy(a).to(device) for a in batches(step))
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(input_ids=x).logits
-        nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-        loss = (nll * mask.flatten()).sum() / mask.sum().clamp(min=1.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt.step()
+        loss = supervised_step(model, opt, x, y, mask, cfg["grad_clip"], use_bf16)
         done = step + 1
-        metrics = {"step": done, "loss": float(loss.detach()), "lr": lr,
+        metrics = {"step": done, "loss": loss, "lr": lr,
                    "tokens_per_s": float(mask.sum()) * world / (time.perf_counter() - t0)}
         if rank == 0:
             writer.writerow([done, f"{metrics['loss']:.5f}", f"{lr:.3g}", f"{metrics['tokens_per_s']:.0f}",
@@ -146,6 +139,35 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if bar is not None:
             bar.close()
         save_final(stage_dir, unwrapped)
+
+
+def supervised_step(model, opt, x, y, mask, grad_clip: float, use_bf16: bool = False) -> float:
+    """One optimiser step on the masked next-token loss (the loss of stages I-III); returns it.
+
+    ``mask`` is 1 on the target tokens: every token of a pretraining window, the step (and
+    verification) tokens of an SFT example.
+    """
+    import torch
+
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        logits = model(input_ids=x).logits
+    nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+    loss = (nll * mask.flatten()).sum() / mask.sum().clamp(min=1.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+def make_optimizer(model, lr: float, weight_decay: float):
+    """AdamW with decay on matrices only (embeddings and projections), not on norms."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
 
 
 def rows_up_to(path: Path, step: int) -> list[list[str]]:

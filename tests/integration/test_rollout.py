@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from cot_ray.data.corpus import make_problem
+from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, SamplingSpec
 from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer

@@ -10,15 +10,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cot_ray.data.corpus import expert_trace, make_problem
+from cot_ray.data.corpus import expert_trace
+from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor
 from cot_ray.tasks import get_task
 from cot_ray.verify import ExpertVerifier, RewardModel, actor_class
 
 pytestmark = pytest.mark.integration
 
-MULT_STATE = "3051*27+0"
-MULT_STEP = "y7:07,35,03,21=21357;21357;3051*20+21357"
+MULT_STATE = "1503*72+0"  # 3051 * 27, digits reversed
+MULT_STEP = "y7:02:07,35,03,21=75312;00000+75312=75312;1503*02+75312"
 
 
 @pytest.fixture(scope="module")

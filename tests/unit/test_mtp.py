@@ -3,7 +3,8 @@ from statistics import mean
 
 import pytest
 
-from cot_ray.data.corpus import expert_trace, make_problem
+from cot_ray.data.corpus import expert_trace
+from cot_ray.data.splits import make_problem
 from cot_ray.mtp import Completion, ExecutionConfig, ExpertPolicy, MTPExecutor, SamplingSpec, theory
 from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer

@@ -1,13 +1,15 @@
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import Problem, get_task
-from cot_ray.tasks.mult import DIGIT_RANGES, parse_state
+from cot_ray.tasks.mult import DIGIT_RANGES
 
 mult = get_task("mult")
+LAYOUTS = [get_task("mult"), get_task("mult-msd")]
 operand = st.integers(min_value=1, max_value=10**10 - 1)
 
 
@@ -15,59 +17,108 @@ def _problem(x: int, y: int) -> Problem:
     return Problem("mult", "id-easy", {"x": x, "y": y}, str(x * y))
 
 
-@given(operand, operand)
-@settings(max_examples=300, deadline=None)
-def test_expert_trace_reaches_the_product(x, y):
+@pytest.mark.parametrize("task", LAYOUTS, ids=lambda t: t.name)
+@given(x=operand, y=operand)
+@settings(max_examples=200, deadline=None)
+def test_expert_trace_reaches_the_product(task, x, y):
     p = _problem(x, y)
-    trace = expert_trace(mult, p)
+    trace = expert_trace(task, p)
     state, step = trace[-1]
-    t = mult.transition(state, step)
+    t = task.transition(state, step)
     assert t.is_answer and int(t.answer) == x * y
-    assert mult.check_answer(p, t.answer)
+    assert task.check_answer(p, t.answer)
     # the invariant x_t * y_t + r_t = x * y holds in every state
     for s, _ in trace:
-        a, b, r = parse_state(s)
+        a, b, r = task.layout.parse_state(s)
         assert a * b + r == x * y
 
 
-@given(operand, operand)
-@settings(max_examples=200, deadline=None)
-def test_expert_steps_verify_positive_in_both_modes(x, y):
-    for state, step in expert_trace(mult, _problem(x, y)):
-        assert mult.verify(state, step).labels == (True,)
-        detailed = mult.verify(state, step, detailed=True)
+@pytest.mark.parametrize("task", LAYOUTS, ids=lambda t: t.name)
+@given(x=operand, y=operand)
+@settings(max_examples=150, deadline=None)
+def test_expert_steps_verify_positive_in_both_modes(task, x, y):
+    for state, step in expert_trace(task, _problem(x, y)):
+        assert task.verify(state, step).labels == (True,)
+        detailed = task.verify(state, step, detailed=True)
         assert detailed.ok and len(detailed.labels) >= 1
+        assert task.diagnose(state, step) is None
 
 
-@given(operand, operand, st.integers(0, 2**32))
-@settings(max_examples=200, deadline=None)
-def test_perturbed_steps_are_well_formed_but_rejected(x, y, seed):
-    state = mult.initial_state(_problem(x, y))
-    step = mult.perturb_step(state, random.Random(seed))
-    assert mult.transition(state, step).valid
-    assert not mult.verify(state, step).ok
-    assert not mult.verify(state, step, detailed=True).ok
+@pytest.mark.parametrize("task", LAYOUTS, ids=lambda t: t.name)
+@given(x=operand, y=operand, seed=st.integers(0, 2**32))
+@settings(max_examples=150, deadline=None)
+def test_perturbed_steps_are_well_formed_but_rejected(task, x, y, seed):
+    state = task.initial_state(_problem(x, y))
+    step = task.perturb_step(state, random.Random(seed))
+    assert task.transition(state, step).valid
+    assert not task.verify(state, step).ok
+    assert not task.verify(state, step, detailed=True).ok
+    assert task.diagnose(state, step) in ("state", "answer")
 
 
-def test_detailed_labels_point_at_the_wrong_element():
-    state = "3051*27+0"
+def test_lsd_layout_writes_every_number_units_first_and_aligns_additions():
+    state = mult.initial_state(_problem(3051, 27))
+    assert state == "1503*72+0"
+    step = mult.expert_step(state)
+    assert step == "y7:02:07,35,03,21=75312;00000+75312=75312;1503*02+75312"
+    nxt = mult.transition(state, step).next_state
+    assert mult.expert_step(nxt) == "y2:00:02,10,01,06=2016;75312+02016=77328;1503*00+77328"
+    assert mult.transition("1503*00+77328", "a77328").answer == "82377"
+
+
+def test_lsd_layout_writes_one_addition_per_occurrence_of_the_digit():
+    state = mult.initial_state(_problem(85220, 1234))  # 2 appears twice in x: add 2*1234 at 10 and 100
+    head, *adds, new_state = mult.expert_step(state).split(";")
+    assert head == "x2:00058:08,06,04,02=8642"
+    assert adds == ["00000+08642=08642", "086420+008642=084172"]  # 24680, then + 246800 = 271480
+    assert new_state == "00058*4321+084172"
+
+
+@pytest.mark.parametrize("edit, kind", [
+    (lambda s: s.replace(":07,35,", ":07,45,"), "product"),  # 7*5 written 45
+    (lambda s: s.replace(":07,35,03,", ":07,35,04,"), "carry"),  # 7*0 + carry 3 written 04
+    (lambda s: s.replace("=75312;", "=75313;"), "delta"),
+    (lambda s: s.replace("00000+75312=75312", "00000+75312=75322"), "sum"),
+    (lambda s: s.replace("00000+75312", "00000+07531"), "align"),
+    (lambda s: s.replace("y7:02:", "y7:72:"), "operand"),
+    (lambda s: s.replace(";1503*02+75312", ";1503*02+75313"), "state"),
+    (lambda s: s.replace("00000+75312=75312;", ""), "count"),
+    (lambda s: s.replace("y7:", "y5:"), "choice"),
+    (lambda s: s[:20], "format"),
+])
+def test_diagnose_names_the_first_wrong_element(edit, kind):
+    state = "1503*72+0"
     good = mult.expert_step(state)
+    bad = edit(good)
+    assert bad != good
+    assert mult.diagnose(state, bad) == kind
+    labels = mult.verify(state, bad, detailed=True).labels
+    assert not all(labels)
+
+
+def test_detailed_labels_point_at_the_wrong_element_in_the_msd_layout():
+    msd = get_task("mult-msd")
+    state = "3051*27+0"
+    good = msd.expert_step(state)
     assert good == "y7:07,35,03,21=21357;21357;3051*20+21357"
     bad_product = good.replace("35,", "36,")  # second digit product wrong, rest as the expert
-    labels = mult.verify(state, bad_product, detailed=True).labels
+    labels = msd.verify(state, bad_product, detailed=True).labels
     assert labels == (True, True, False, True, True, True, True, True)
-    assert mult.verify(state, bad_product).ok  # binary only checks the invariant, which holds
+    assert msd.verify(state, bad_product).ok  # binary only checks the invariant, which holds
 
 
-@given(st.text(alphabet="0123456789*+=,;:?axy", max_size=40))
+@pytest.mark.parametrize("task", LAYOUTS, ids=lambda t: t.name)
+@given(text=st.text(alphabet="0123456789*+=,;:?axy", max_size=60))
 @settings(max_examples=300, deadline=None)
-def test_transition_flags_malformed_steps_and_never_raises(text):
-    t = mult.transition("12*34+0", text)
+def test_transition_flags_malformed_steps_and_never_raises(task, text):
+    state = task.initial_state(_problem(12, 34))
+    t = task.transition(state, text)
     if not t.valid:
         assert t.error
     else:
-        assert t.is_answer or parse_state(t.next_state) is not None
-    mult.verify("12*34+0", text, detailed=True)  # never raises
+        assert t.is_answer or task.layout.parse_state(t.next_state) is not None
+    task.verify(state, text, detailed=True)  # never raises
+    task.diagnose(state, text)
 
 
 def test_generator_respects_difficulty_digit_ranges():
@@ -76,6 +127,13 @@ def test_generator_respects_difficulty_digit_ranges():
         for _ in range(100):
             q = mult.generate(level, rng).question
             assert lo <= max(len(str(q["x"])), len(str(q["y"]))) <= hi
+
+
+def test_generator_covers_the_digit_grid_evenly():
+    rng = random.Random(0)
+    cells = [tuple(len(str(v)) for v in mult.generate("id-easy", rng).question.values()) for _ in range(5000)]
+    assert len(set(cells)) == 25  # every (digits of x, digits of y) with max 1..5
+    assert cells.count((1, 1)) / len(cells) < 0.07  # one-digit products: 1/25, not a fifth
 
 
 def test_generator_is_seeded():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cot_ray.data.corpus import make_problem
+from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.learner import pad

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cot_ray.data.corpus import make_problem
+from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy
 from cot_ray.rollout import worker as worker_module
 from cot_ray.tasks import get_task

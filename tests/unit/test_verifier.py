@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from cot_ray.data.corpus import expert_trace, make_problem
+from cot_ray.data.corpus import expert_trace
+from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor, StepRecord, Trajectory
 from cot_ray.tasks import get_task
 from cot_ray.verify import ExpertVerifier, RewardModel, VerificationCounts, verification_counts
@@ -47,7 +48,7 @@ def test_malformed_step_is_wrong_but_malformed_state_or_task_is_an_error():
         verifier.verify("mult", "3051*27", "a82377")
     with pytest.raises(ValueError, match="81 digits"):
         verifier.verify("sudoku", "12", "a")
-    with pytest.raises(ValueError, match="unknown task 'chess'.*mult, sudoku"):
+    with pytest.raises(ValueError, match="unknown task 'chess'.*mult, mult-msd, sudoku"):
         verifier.verify("chess", "e4", "e5")
 
 

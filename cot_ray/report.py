@@ -1,0 +1,283 @@
+"""The run report: ``report.md`` with ``accuracy.png`` and ``heatmap.png``.
+
+Accuracies carry 95% Wilson intervals and comparisons say when a gap is inside the noise, so a
+few-hundred-problem evaluation is not over-read; the failure tables and the digit heat map show
+where the chains break, which accuracy alone hides. Per-problem detail comes from the eval JSONLs
+(``out/eval/<policy>-<task>-<difficulty>-<mode>.jsonl``); a missing file or field only drops its
+part of the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from cot_ray.config import PipelineConfig
+from cot_ray.stats import verdict, wilson
+
+PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verification None / RMTP / RTBS
+    ("1M", "mult"): {"id-easy": (23.6, 95.8, 94.5, 93.4), "id-hard": (2.0, 52.7, 44.6, 35.5),
+                     "ood-hard": (1.0, 3.7, 2.2, 1.2)},
+    ("4M", "mult"): {"id-easy": (92.0, 97.7, 97.6, 97.3), "id-hard": (37.3, 56.9, 62.2, 53.0),
+                     "ood-hard": (2.2, 2.9, 1.8, 1.1)},
+    ("16M", "mult"): {"id-easy": (99.2, 98.8, 98.9, 98.8), "id-hard": (65.9, 65.2, 76.7, 74.9),
+                      "ood-hard": (2.5, 1.1, 1.3, 1.3)},
+    ("1M", "sudoku"): {"id-easy": (1.4, 33.0, 32.4, 2.4), "id-hard": (0.0, 0.3, 0.1, 0.0),
+                       "ood-hard": (0.0, 0.0, 0.0, 0.0)},
+    ("4M", "sudoku"): {"id-easy": (52.2, 92.1, 96.8, 96.0), "id-hard": (3.3, 40.9, 46.3, 53.3),
+                       "ood-hard": (0.0, 0.4, 4.0, 6.7)},
+    ("16M", "sudoku"): {"id-easy": (95.7, 97.1, 97.9, 92.5), "id-hard": (48.8, 50.1, 53.1, 54.8),
+                        "ood-hard": (0.4, 0.9, 4.4, 6.0)},
+}
+
+COMPARISONS: tuple[tuple[str, tuple[str, str], tuple[str, str]], ...] = (
+    ("stage III vs stage II, MTP", ("stage3-reflective-sft", "mtp"), ("stage2-sft", "mtp")),
+    ("stage III: RMTP vs MTP", ("stage3-reflective-sft", "rmtp"), ("stage3-reflective-sft", "mtp")),
+    ("stage III: RTBS vs MTP", ("stage3-reflective-sft", "rtbs"), ("stage3-reflective-sft", "mtp")),
+    ("RL-MTP vs stage II, MTP", ("stage4-rl-mtp", "mtp"), ("stage2-sft", "mtp")),
+    *((f"RL-RMTP vs stage III, {m.upper()}", ("stage4-rl-rmtp", m), ("stage3-reflective-sft", m))
+      for m in ("mtp", "rmtp", "rtbs")),
+)
+"""(label, (policy, mode) of the first run, (policy, mode) of the second); reported as first - second."""
+
+HEATMAP_POLICIES = ("stage4-rl-rmtp", "stage3-reflective-sft", "stage2-sft")
+"""The heat map shows the first of these with multiplication records: the most trained policy."""
+
+NO_ERROR = "none"
+"""Failure kind of a failing problem whose accepted steps were all right (e.g. the budget ran out)."""
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def counts(row: dict) -> tuple[int, int]:
+    """(correct, n) of a summary row; rows cached before ``correct`` existed derive it."""
+    n = int(row["n"])
+    return int(row.get("correct", round(row["accuracy"] * n))), n
+
+
+def accuracy_cell(row: dict) -> str:
+    """Accuracy with its 95% Wilson interval, in percent: ``95.5 [93.1, 97.1]``."""
+    k, n = counts(row)
+    low, high = wilson(k, n)
+    return f"{100 * k / max(n, 1):.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def eval_path(out: Path, policy: str, task: str, difficulty: str, mode: str) -> Path:
+    """Where the pipeline writes the per-problem records of one evaluation."""
+    return out / "eval" / (f"{policy}-{task}-{difficulty}-{mode}".replace("/", "_") + ".jsonl")
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of an eval JSONL; [] when it is missing or unreadable (the report skips it)."""
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def failure_breakdown(records: list[dict]) -> Counter[str] | None:
+    """Failing problems per kind of their first wrong element; None if the records predate
+    ``first_error``."""
+    if not records or any("first_error" not in r for r in records):
+        return None
+    return Counter(r["first_error"] or NO_ERROR for r in records if not r.get("correct"))
+
+
+def digit_grid(records: Iterable[dict]) -> dict[tuple[int, int], tuple[int, int]]:
+    """(digits of x, digits of y) -> (correct, n) over the records whose question has integer x, y."""
+    grid: dict[tuple[int, int], tuple[int, int]] = {}
+    for r in records:
+        try:
+            q = json.loads(r["question"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        x, y = (q.get("x"), q.get("y")) if isinstance(q, dict) else (None, None)
+        if not isinstance(x, int) or not isinstance(y, int):
+            continue
+        key = (len(str(abs(x))), len(str(abs(y))))
+        k, n = grid.get(key, (0, 0))
+        grid[key] = (k + bool(r.get("correct")), n + 1)
+    return grid
+
+
+def _trained(policy: str) -> bool:
+    return policy != "expert" and not policy.startswith("noisy(")
+
+
+def _accuracy_tables(rows: list[dict], modes: list[str], tasks: list[str], difficulties: list[str]) -> list[str]:
+    lines = []
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        lines += [f"## {policy}", "",
+                  "| task | split | " + " | ".join(m.upper() for m in modes) + " | reflection | rejected | e+ | e- |",
+                  "|---|---|" + "---|" * (len(modes) + 4)]
+        for task in tasks:
+            for difficulty in difficulties:
+                cells = {r["mode"]: r for r in rows
+                         if (r["policy"], r["task"], r["difficulty"]) == (policy, task, difficulty)}
+                if not cells:
+                    continue
+                refl = cells.get("rmtp") or next(iter(cells.values()))
+                lines.append(f"| {task} | {difficulty} | "
+                             + " | ".join(accuracy_cell(cells[m]) if m in cells else "-" for m in modes)
+                             + f" | {_pct(refl['reflection_frequency'])} | {_pct(refl['rejection_rate'])}"
+                             + f" | {_pct(refl.get('e_plus'))} | {_pct(refl.get('e_minus'))} |")
+        lines.append("")
+    return lines
+
+
+def _comparisons(rows: list[dict], tasks: list[str], difficulties: list[str]) -> list[str]:
+    index = {(r["policy"], r["task"], r["difficulty"], r["mode"]): r for r in rows}
+    table = []
+    for task in tasks:
+        for difficulty in difficulties:
+            for label, (p1, m1), (p2, m2) in COMPARISONS:
+                first, second = index.get((p1, task, difficulty, m1)), index.get((p2, task, difficulty, m2))
+                if first and second:
+                    table.append(f"| {task} | {difficulty} | {label} | {verdict(*counts(first), *counts(second))} |")
+    if not table:
+        return []
+    return ["## Comparisons", "",
+            "Accuracy difference, first minus second, in percentage points with its 95% interval (Newcombe's",
+            "hybrid score interval). Both runs see the same problems; the interval treats them as independent",
+            "samples, so it errs wide.", "",
+            "| task | split | comparison | difference |", "|---|---|---|---|", *table, ""]
+
+
+def _failures(out: Path, rows: list[dict], tasks: list[str], difficulties: list[str]) -> list[str]:
+    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if _trained(p)]
+    lines = []
+    for task in tasks:
+        found = []
+        for policy in policies:
+            for difficulty in difficulties:
+                records = read_records(eval_path(out, policy, task, difficulty, "mtp"))
+                kinds = failure_breakdown(records)
+                if kinds is not None:
+                    found.append((policy, difficulty, len(records), kinds))
+        if not found:
+            continue
+        columns = [k for k, _ in sum((kinds for *_, kinds in found), Counter()).most_common()]
+        lines += [f"### {task}", "", "| policy | split | failing | " + " | ".join(columns) + " |",
+                  "|---|---|---|" + "---|" * len(columns)]
+        for policy, difficulty, n, kinds in found:
+            failing = kinds.total()
+            shares = (f"{100 * kinds[k] / failing:.1f}" if kinds[k] else "-" for k in columns)
+            lines.append(f"| {policy} | {difficulty} | {failing} / {n} | " + " | ".join(shares) + " |")
+        lines.append("")
+    if not lines:
+        return []
+    return ["## Where steps fail", "",
+            "MTP runs of the trained policies: failing problems, and the share (%) of them by the kind of",
+            "the first wrong element of their first wrong accepted step "
+            f"({NO_ERROR}: no accepted step was wrong, e.g. the step budget ran out).", "", *lines]
+
+
+def heatmap_records(out: Path, rows: list[dict]) -> tuple[str, list[dict]] | None:
+    """The most trained policy's MTP multiplication records, all evaluated splits pooled."""
+    for policy in HEATMAP_POLICIES:
+        splits = [r["difficulty"] for r in rows if (r["policy"], r["task"], r["mode"]) == (policy, "mult", "mtp")]
+        records = [rec for d in splits for rec in read_records(eval_path(out, policy, "mult", d, "mtp"))]
+        if records:
+            return policy, records
+    return None
+
+
+def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
+    """``report.md`` (accuracy tables laid out like the paper's, comparisons, failure analysis),
+    ``accuracy.png`` and, with multiplication, ``heatmap.png``."""
+    modes, tasks, difficulties = list(config.eval.modes), config.corpus.tasks, config.eval.difficulties
+    lines = [f"# cot_ray report: {config.name}", "",
+             f"Model {config.model.size}; accuracy (%) per task and difficulty for each execution mode, with its",
+             "95% Wilson interval in brackets. reflection = share of steps that carry a verification; rejected",
+             "= share of steps the policy rejected; e+ / e- = the policy's false-positive / false-negative rate",
+             "against the expert verifier (first attempt at each state, RMTP run). Expert rows are the",
+             "rule-based baselines.", ""]
+    lines += _accuracy_tables(rows, modes, tasks, difficulties)
+    lines += _comparisons(rows, tasks, difficulties)
+    lines += _failures(out, rows, tasks, difficulties)
+    heat = heatmap_records(out, rows)
+    grid = digit_grid(heat[1]) if heat else {}
+    if heat and grid:
+        _plot_heatmap(grid, f"{heat[0]}, MTP: accuracy (%) by operand length", out / "heatmap.png")
+        lines += ["## Multiplication by operand length", "",
+                  f"{heat[0]}, MTP, all evaluated splits pooled; each cell: accuracy and number of problems.", "",
+                  "![heatmap](heatmap.png)", ""]
+    paper = [(task, PAPER_TABLE5[(config.model.size, task)]) for task in tasks
+             if (config.model.size, task) in PAPER_TABLE5]
+    if paper:
+        lines += [f"## The paper, {config.model.size} (Table 5, after SFT; trained on ID-Easy and ID-Hard)", "",
+                  "| task | split | MTP model: MTP | binary-verifying model: MTP | RMTP | RTBS |",
+                  "|---|---|---|---|---|---|"]
+        for task, table in paper:
+            for difficulty, values in table.items():
+                lines.append(f"| {task} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+        lines.append("")
+    lines += ["![accuracy](accuracy.png)", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    _plot(rows, modes, out / "accuracy.png")
+    return report
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot(rows: list[dict], modes: list[str], path: Path) -> None:
+    plt = _pyplot()
+    groups = list(dict.fromkeys((r["policy"], r["task"], r["difficulty"]) for r in rows))
+    index = {(r["policy"], r["task"], r["difficulty"], r["mode"]): r for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.8), 5))
+    width = 0.8 / max(len(modes), 1)
+    for j, mode in enumerate(modes):
+        acc, below, above = [], [], []
+        for g in groups:  # a run that does not exist is NaN: no bar, no error bar
+            k, n = counts(index[(*g, mode)]) if (*g, mode) in index else (0, 0)
+            low, high = wilson(k, n)
+            p = k / n if n else float("nan")
+            acc.append(100 * p)
+            below.append(100 * (p - low))
+            above.append(100 * (high - p))
+        ax.bar([i + j * width for i in range(len(groups))], acc, width, yerr=[below, above], capsize=2,
+               label=mode.upper())
+    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(groups))])
+    ax.set_xticklabels([f"{p.replace('(', chr(10) + '(')}\n{t} {d}" for p, t, d in groups], fontsize=6,
+                       rotation=60, ha="right")
+    ax.set_ylabel("accuracy (%), 95% interval")
+    ax.set_ylim(0, 105)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_heatmap(grid: dict[tuple[int, int], tuple[int, int]], title: str, path: Path) -> None:
+    plt = _pyplot()
+    xs = list(range(min(x for x, _ in grid), max(x for x, _ in grid) + 1))
+    ys = list(range(min(y for _, y in grid), max(y for _, y in grid) + 1))
+    acc = [[100 * grid[x, y][0] / grid[x, y][1] if (x, y) in grid else float("nan") for y in ys] for x in xs]
+    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(ys), 1 + 0.7 * len(xs)))
+    image = ax.imshow(acc, origin="lower", cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i, x in enumerate(xs):
+        for j, y in enumerate(ys):
+            if (x, y) in grid:
+                ax.text(j, i, f"{acc[i][j]:.0f}\nn={grid[x, y][1]}", ha="center", va="center", fontsize=6,
+                        color="white" if acc[i][j] < 50 else "black")
+    ax.set_xticks(range(len(ys)), [str(y) for y in ys])
+    ax.set_yticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_xlabel("digits of y")
+    ax.set_ylabel("digits of x")
+    ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
