@@ -8,6 +8,7 @@
     cot-ray rollout   sample trajectories from a checkpoint with the rollout pool
     cot-ray rl        RL fine-tuning (GRPO or PPO) of an MTP or RMTP policy
     cot-ray serve     serve the verifier over HTTP (Ray Serve) until Ctrl-C
+    cot-ray solve     show a checkpoint solving one problem, step by step, next to the expert's verdicts
 
 Each subcommand has its own ``--help``. Bad arguments exit with status 2 and one line saying
 what is wrong.
@@ -28,8 +29,23 @@ EPILOG = """examples:
   cot-ray sft --config configs/cpu-small.yaml --out runs/cpu-small
   cot-ray rollout --checkpoint runs/cpu-small/stage2-sft/final --task mult --mode rmtp --n 512 --out t.parquet
   cot-ray eval --checkpoint runs/cpu-small/stage3-reflective-sft/final --task mult --mode rtbs --n 200
+  cot-ray solve --checkpoint runs/cpu-small/stage3-reflective-sft/final --task mult --mode rmtp 3051x27
   cot-ray rl --config configs/cpu-small.yaml --init runs/cpu-small/stage3-reflective-sft/final --mode rmtp
       --out runs/rl-rmtp    # (one command line)
+"""
+
+SOLVE_DESCRIPTION = """\
+Run a checkpoint on one problem through MTP/RMTP/RTBS and print every proposal: its state
+(as the model reads it: mult numbers are written units digit first), the step the model wrote,
+the model's own verification labels, whether the step was rejected or sent RTBS back, and the
+expert verifier's verdict (with the kind of the first wrong element); then the final answer and
+whether it is correct. No Ray is started, and the default torch engine has no vLLM start-up."""
+
+SOLVE_EPILOG = """examples:
+  cot-ray solve --checkpoint runs/cpu-small/stage3-reflective-sft/final --task mult --mode rmtp 3051x27
+  cot-ray solve --checkpoint CKPT --task mult --mode rtbs --temperature 1 --seed 3 '3051*27'
+  cot-ray solve --checkpoint CKPT --task sudoku --mode rtbs --json
+      530070000600195000098000060800060003400803001700020006060000280000419005000080079    # (one command line)
 """
 
 
@@ -123,6 +139,24 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--batching", action="store_true",
                     help="batch concurrent requests with @serve.batch (off by default: measured slower, since "
                     "verifying a step is cheap; see bench/verifier_service.py)")
+
+    so = sub.add_parser("solve", help="show a checkpoint solving one problem, step by step",
+                        description=SOLVE_DESCRIPTION,
+                        epilog=SOLVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    so.add_argument("question", help="mult: X*Y or XxY (quote X*Y in a shell); sudoku: 81 digits, row by row, "
+                    "0 = blank")
+    so.add_argument("--checkpoint", required=True, help="HF checkpoint folder")
+    so.add_argument("--task", required=True, choices=sorted(TASKS))
+    so.add_argument("--mode", choices=["mtp", "rmtp", "rtbs"], default="rmtp",
+                    help="rmtp and rtbs need a self-verifying policy (after reflective SFT)")
+    so.add_argument("--engine", choices=["auto", "vllm", "torch"], default="torch",
+                    help="torch (default): HF generate, no start-up cost, plenty for one problem; "
+                    "auto: vLLM where installed")
+    so.add_argument("--temperature", type=float, default=0.0,
+                    help="planning temperature of first attempts (0 = greedy); retries after a rejection "
+                    "sample at 1")
+    so.add_argument("--seed", type=int, default=0)
+    so.add_argument("--json", action="store_true", help="print the trajectory as JSON instead")
     return p
 
 
@@ -140,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         handlers = {"data": _data, "eval": _eval, "pipeline": _pipeline, "serve": _serve, "rollout": _rollout,
-                    "pretrain": _stage, "sft": _stage, "reflective-sft": _stage, "rl": _rl}
+                    "pretrain": _stage, "sft": _stage, "reflective-sft": _stage, "rl": _rl,
+                    "solve": _solve}
         return handlers[args.command](args)
     except ValueError as err:  # bad input: one line, no traceback
         print(f"cot-ray {args.command}: error: {err}", file=sys.stderr)
@@ -185,15 +220,20 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _open_pool(args: argparse.Namespace):
     """A rollout pool over ``args.checkpoint`` (a context manager: shut down on exit)."""
-    from pathlib import Path
-
     from cot_ray.rollout.pool import RolloutPool
 
-    if not (Path(args.checkpoint) / "config.json").exists():
-        raise ValueError(f"--checkpoint: {args.checkpoint!r} is not a model folder (no config.json)")
+    _check_checkpoint(args.checkpoint)
     if args.workers < 1 or args.unit_size < 1:
         raise ValueError("--workers and --unit-size must be >= 1")
     return RolloutPool(args.checkpoint, num_workers=args.workers, engine=args.engine)
+
+
+def _check_checkpoint(path: str) -> None:
+    """Fail in one line before an engine starts on a folder that holds no model."""
+    from pathlib import Path
+
+    if not (Path(path) / "config.json").exists():
+        raise ValueError(f"--checkpoint: {path!r} is not a model folder (no config.json)")
 
 
 def _rollout(args: argparse.Namespace) -> int:
@@ -223,6 +263,22 @@ def _rollout(args: argparse.Namespace) -> int:
     tokens = sum(t.n_tokens for t in trajs)
     print(f"wrote {len(trajs)} trajectories to {args.out}")
     print(f"{Summary.of(trajs).line()} tokens={tokens} tokens/s={tokens / seconds:.0f} wall={seconds:.1f}s")
+    return 0
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from cot_ray.rollout.engines import make_engine
+    from cot_ray.solve import parse_question, render, solve, to_json
+    from cot_ray.tasks import get_task
+
+    problem = parse_question(args.task, args.question)  # before the engine starts: bad input fails fast
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    _check_checkpoint(args.checkpoint)
+    task = get_task(args.task)
+    trajectory = solve(task, make_engine(args.engine, args.checkpoint, seed=args.seed), problem, args.mode,
+                       args.temperature, args.seed)
+    print(to_json(task, trajectory) if args.json else render(task, trajectory))
     return 0
 
 
