@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -49,7 +48,7 @@ def curve(layout: str, args: argparse.Namespace, out: Path) -> list[dict]:
     data = list(zip(examples.column("ids").to_pylist(), examples.column("start").to_pylist()))
     pad = Tokenizer().pad_id
     torch.manual_seed(0)
-    model = build_model("1M", seed=0, max_positions=512)
+    model = build_model("1M", seed=0, max_positions=1024)
     opt = make_optimizer(model, args.lr, 0.1)
     sched = {"lr": args.lr, "min_lr": args.lr / 20, "warmup_steps": 50, "steps": args.steps}
     rng = np.random.default_rng(0)
@@ -65,29 +64,29 @@ def curve(layout: str, args: argparse.Namespace, out: Path) -> list[dict]:
         batch = [data[k] for k in batches.pop()]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, sched)
-        x, y, mask = (torch.from_numpy(a) for a in pad_examples(batch, pad, 640))
-        supervised_step(model.train(), opt, x, y, mask, 1.0)
+        x, y, mask = (torch.from_numpy(a) for a in pad_examples(batch, pad, 1024))
+        loss = supervised_step(model.train(), opt, x, y, mask, 1.0)
         tokens += sum(len(ids) for ids, _ in batch)
         train_s += time.perf_counter() - t0
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            rows.append(_evaluate(layout, task, model, val, step + 1, tokens, train_s))
+            rows.append(_evaluate(layout, task, model, val, step + 1, tokens, train_s, loss, out))
     return rows
 
 
-def _evaluate(layout, task, model, val, step, tokens, train_s) -> dict:
-    row = {"layout": layout, "step": step, "tokens": tokens, "train_s": round(train_s, 1)}
+def _evaluate(layout, task, model, val, step, tokens, train_s, loss, out: Path) -> dict:
+    row = {"layout": layout, "step": step, "tokens": tokens, "train_s": round(train_s, 1), "loss": round(loss, 4)}
     errors: Counter[str] = Counter()
-    with tempfile.TemporaryDirectory() as ckpt:
-        save_checkpoint(model, ckpt)
-        policy = TorchPolicy(ckpt)
-        correct = total = 0
-        for difficulty, probs in val.items():
-            trajs = evaluate(task, policy, probs, ExecutionConfig(mode="mtp"))
-            k = sum(t.correct for t in trajs)
-            lo, hi = wilson(k, len(trajs))
-            row[difficulty] = f"{100 * k / len(trajs):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-            correct, total = correct + k, total + len(trajs)
-            errors.update(e for t in trajs if not t.correct and (e := first_error(t, task)[0]))
+    ckpt = out / f"{layout}-latest"  # kept, to inspect what the model writes
+    save_checkpoint(model, ckpt)
+    policy = TorchPolicy(str(ckpt))
+    correct = total = 0
+    for difficulty, probs in val.items():
+        trajs = evaluate(task, policy, probs, ExecutionConfig(mode="mtp"))
+        k = sum(t.correct for t in trajs)
+        lo, hi = wilson(k, len(trajs))
+        row[difficulty] = f"{100 * k / len(trajs):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        correct, total = correct + k, total + len(trajs)
+        errors.update(e for t in trajs if not t.correct and (e := first_error(t, task)[0]))
     row["accuracy"] = correct / total
     row["first_errors"] = " ".join(f"{k}:{v}" for k, v in errors.most_common(5))
     print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)

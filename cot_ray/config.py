@@ -63,6 +63,8 @@ class EvalConfig(_Strict):
         default_factory=lambda: ["id-easy", "id-hard", "ood-hard"])
     modes: list[Literal["mtp", "rmtp", "rtbs"]] = Field(default_factory=lambda: ["mtp", "rmtp", "rtbs"])
     noise: list[NoiseConfig] = Field(default_factory=lambda: [NoiseConfig()])
+    noise_n: int = Field(100, gt=0, description="test problems per difficulty for the noisy-expert rows (they "
+                         "illustrate Theorem 1; they need fewer problems than the trained policies)")
 
 
 class ModelConfig(_Strict):

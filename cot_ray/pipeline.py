@@ -105,7 +105,7 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
                 problems = make_problems(task, difficulty, e.n, e.seed)
                 for name, noise in policies.items():
                     for mode in e.modes:
-                        trajs = evaluate(task, ExpertPolicy(task, **noise), problems,
+                        trajs = evaluate(task, ExpertPolicy(task, **noise), problems[:e.noise_n] if noise else problems,
                                          ExecutionConfig(mode=mode, seed=e.seed), progress=progress)
                         rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
         return rows

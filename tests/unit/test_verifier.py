@@ -48,7 +48,7 @@ def test_malformed_step_is_wrong_but_malformed_state_or_task_is_an_error():
         verifier.verify("mult", "3051*27", "a82377")
     with pytest.raises(ValueError, match="81 digits"):
         verifier.verify("sudoku", "12", "a")
-    with pytest.raises(ValueError, match="unknown task 'chess'.*mult, mult-msd, sudoku"):
+    with pytest.raises(ValueError, match="unknown task 'chess'; expected one of mult, .*sudoku"):
         verifier.verify("chess", "e4", "e5")
 
 
