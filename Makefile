@@ -1,4 +1,4 @@
-# Two commands do all set-up on a fresh machine (Python 3.11, CPU):
+# Two commands do all set-up on a fresh machine (Python 3.11 or 3.12, CPU):
 #   make run    the main job: the pipeline on local Ray with configs/cpu-small.yaml
 #   make test   lint + every test (what CI runs)
 # Both create or reuse .venv at the repository root.

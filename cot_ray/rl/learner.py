@@ -38,12 +38,15 @@ class ValueModel(torch.nn.Module):
         return self.head(self.body(input_ids=input_ids).last_hidden_state).squeeze(-1)
 
 
-def pad(seqs: list[Sequence], pad_id: int) -> dict[str, torch.Tensor]:
+def pad(seqs: list[Sequence], pad_id: int,
+        targets: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
     """Inputs and per-position targets: position t predicts ids[t+1]; token fields sit at the
-    positions that predict them."""
+    positions that predict them. ``targets`` (PPO) adds each sequence's per-token advantages
+    and returns as ``ppo_advantage`` and ``returns``."""
     width = max(len(s.ids) for s in seqs) - 1
     b = len(seqs)
-    out = {k: torch.zeros(b, width) for k in ("old_logp", "adv_mask", "train_mask", "advantage")}
+    fields = ("old_logp", "adv_mask", "train_mask", "advantage") + (("ppo_advantage", "returns") if targets else ())
+    out = {k: torch.zeros(b, width) for k in fields}
     out["x"] = torch.full((b, width), pad_id, dtype=torch.long)
     out["y"] = torch.full((b, width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
@@ -56,6 +59,8 @@ def pad(seqs: list[Sequence], pad_id: int) -> dict[str, torch.Tensor]:
         out["adv_mask"][i, lo:hi] = torch.tensor(s.adv_mask)
         out["train_mask"][i, lo:hi] = torch.tensor(s.train_mask)
         out["advantage"][i, lo:hi] = s.advantage
+        if targets:
+            out["ppo_advantage"][i, lo:hi], out["returns"][i, lo:hi] = targets[i]
     return out
 
 
@@ -67,26 +72,40 @@ def token_logp(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, t
     return logp_all.gather(-1, y.unsqueeze(-1)).squeeze(-1), entropy
 
 
-def ppo_advantages(value_model, seqs: list[Sequence], batch: dict[str, torch.Tensor], gamma: float,
-                   lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-level GAE along each trajectory's chain of step tokens; reward at its last token."""
+def ppo_targets(value_model, seqs: list[Sequence], pad_id: int, gamma: float, lam: float,
+                chunk: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """PPO's per-token (advantages, returns) of each sequence, computed once per batch.
+
+    The critic values every sequence before any update; then GAE runs along each whole
+    trajectory: the trained tokens of its steps in order, with the outcome reward at the last
+    one. Computing this per minibatch instead would cut trajectories into shuffled fragments
+    (each seeing the terminal reward) and move the critic's targets between minibatches.
+    """
+    values = []
+    device = next(value_model.parameters()).device
     with torch.no_grad():
-        values = value_model(batch["x"])
-    adv = torch.zeros_like(values)
-    returns = torch.zeros_like(values)
-    chains: dict[int, list[tuple[int, int]]] = {}
+        for k in range(0, len(seqs), chunk):
+            part = seqs[k:k + chunk]
+            v = value_model(pad(part, pad_id)["x"].to(device)).float().cpu()
+            values += [v[i, s.start - 1:s.start - 1 + len(s.train_mask)] for i, s in enumerate(part)]
+    out = [(torch.zeros_like(v), torch.zeros_like(v)) for v in values]
+    chains: dict[int, list[int]] = {}
     for i, s in enumerate(seqs):
-        for t in torch.nonzero(batch["train_mask"][i]).flatten().tolist():
-            chains.setdefault(s.trajectory, []).append((i, t))
-    for pos in chains.values():
-        rows, cols = zip(*pos)
-        v = values[list(rows), list(cols)]
+        chains.setdefault(s.trajectory, []).append(i)
+    for members in chains.values():
+        masks = [torch.tensor(seqs[i].train_mask) > 0 for i in members]
+        v = torch.cat([values[i][m] for i, m in zip(members, masks)])
+        if len(v) == 0:
+            continue  # filler sequences train nothing
         r = torch.zeros_like(v)
-        r[-1] = seqs[rows[0]].reward
-        a, ret = gae(r, v, gamma, lam)
-        adv[list(rows), list(cols)] = a
-        returns[list(rows), list(cols)] = ret
-    return adv, returns
+        r[-1] = seqs[members[0]].reward
+        adv, ret = gae(r, v, gamma, lam)
+        offset = 0
+        for i, m in zip(members, masks):
+            n = int(m.sum())
+            out[i][0][m], out[i][1][m] = adv[offset:offset + n], ret[offset:offset + n]
+            offset += n
+    return out
 
 
 def rl_loop_per_worker(cfg: dict[str, Any]) -> None:
@@ -104,7 +123,7 @@ def rl_loop_per_worker(cfg: dict[str, Any]) -> None:
     out = Path(cfg["out_dir"])
     latest = latest_checkpoint(out)
     policy = load_model(latest or cfg["init"])
-    ref = load_model(cfg["init"]).eval().requires_grad_(False)
+    ref = load_model(cfg["init"]).eval().requires_grad_(False).to(ray.train.torch.get_device())
     ppo = cfg["algorithm"] == "ppo"
     value = ValueModel(policy) if ppo else None
     version = 0
@@ -157,21 +176,23 @@ def _update(policy, ref, value, opt, seqs: list[Sequence], cfg: dict[str, Any], 
     """``epochs`` passes of minibatch updates over this worker's sequences."""
     mb = cfg["minibatch_size"]
     warmup = value is not None and version < cfg["value_warmup_updates"]
+    targets = ppo_targets(value, seqs, pad_id, cfg["gamma"], cfg["lam"], mb) if value is not None else None
+    device = next(policy.parameters()).device
     sums: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "value_loss": 0.0}
     n = 0
     for epoch in range(cfg["epochs"]):
         order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(version * 1000 + epoch)).tolist()
         for k in range(0, len(seqs), mb):
-            part = [seqs[i] for i in order[k:k + mb]]
-            batch = pad(part, pad_id)
+            idx = order[k:k + mb]
+            batch = {name: t.to(device) for name, t in pad([seqs[i] for i in idx], pad_id,
+                                                             [targets[i] for i in idx] if targets else None).items()}
             mask = batch["train_mask"]
             logp, entropy = token_logp(policy, batch["x"], batch["y"])
             with torch.no_grad():
                 ref_logp, _ = token_logp(ref, batch["x"], batch["y"])
             if value is not None:
-                adv, returns = ppo_advantages(value, part, batch, cfg["gamma"], cfg["lam"])
-                v_loss = masked_mean((value(batch["x"]) - returns) ** 2, mask)
-                adv = adv * batch["adv_mask"]
+                v_loss = masked_mean((value(batch["x"]) - batch["returns"]) ** 2, mask)
+                adv = batch["ppo_advantage"] * batch["adv_mask"]
             else:
                 adv, v_loss = batch["advantage"] * batch["adv_mask"], torch.zeros(())
             p_loss, diag = policy_loss(logp, batch["old_logp"], ref_logp, adv, mask, cfg["clip"], cfg["kl_coef"])

@@ -3,8 +3,8 @@ import torch
 
 from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor
-from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
-from cot_ray.rl.learner import pad
+from cot_ray.rl.experience import Sequence, shard, trajectory_sequences, truncate_at_first_error
+from cot_ray.rl.learner import pad, ppo_targets
 from cot_ray.rl.losses import clipped_surrogate, gae, group_advantages, kl_k3, policy_loss
 from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer
@@ -86,3 +86,35 @@ def test_truncation_and_sharding():
         assert all(sum(s.trajectory == i for s in p) == len(traj.steps) for i in ids)
     fillers = [s for p in parts for s in p if s.trajectory < 0]
     assert all(sum(s.train_mask) == 0 for s in fillers)
+
+
+class _TokenValue(torch.nn.Module):
+    """A critic whose value at a position is 0.1 x the token id there: values known by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids.float() * self.scale
+
+
+def _seq(ids, train_mask, trajectory, reward):
+    n = len(train_mask)
+    return Sequence(ids, len(ids) - n, [0.0] * n, [1.0] * n, train_mask, 0.0, trajectory, reward)
+
+
+@pytest.mark.parametrize("chunk", [1, 64])
+def test_ppo_targets_run_gae_once_over_whole_trajectories(chunk):
+    a = _seq([1, 5, 6, 7], [1.0, 1.0], trajectory=0, reward=1.0)  # values at its tokens: 0.5, 0.6
+    b = _seq([1, 8, 9, 3, 4], [1.0, 0.0, 1.0], trajectory=0, reward=1.0)  # 0.8, (0.9 untrained), 0.3
+    c = _seq([1, 2, 4], [1.0], trajectory=1, reward=0.0)  # 0.2
+    (adv_a, ret_a), (adv_c, ret_c), (adv_b, ret_b) = ppo_targets(_TokenValue(), [a, c, b], 0, gamma=1.0, lam=0.5,
+                                                                 chunk=chunk)
+    # trajectory 0's chain: values 0.5, 0.6, 0.8, 0.3 and reward 1 at the end, by hand:
+    # deltas 0.1, 0.2, -0.5, 0.7 -> advantages 0.1625, 0.125, -0.15, 0.7
+    assert adv_a.tolist() == pytest.approx([0.1625, 0.125])
+    assert ret_a.tolist() == pytest.approx([0.6625, 0.725])
+    assert adv_b.tolist() == pytest.approx([-0.15, 0.0, 0.7])  # the untrained '|' gets nothing
+    assert ret_b.tolist() == pytest.approx([0.65, 0.0, 1.0])
+    assert adv_c.tolist() == pytest.approx([-0.2]) and ret_c.tolist() == pytest.approx([0.0])
