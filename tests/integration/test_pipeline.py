@@ -21,11 +21,11 @@ def smoke_run(tmp_path_factory):
     cmd = [sys.executable, "-m", "cot_ray.cli", "pipeline", "--config", "configs/smoke.yaml", "--out", str(out)]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stderr[-4000:]
-    return out, cmd
+    return out, cmd, first.stdout + first.stderr
 
 
 def test_every_stage_trained_and_its_loss_went_down(smoke_run):
-    out, _ = smoke_run
+    out, _, _ = smoke_run
     for stage in ("stage1-pretrain", "stage2-sft", "stage3-reflective-sft"):
         losses = _losses(out / stage)
         assert len(losses) >= 10
@@ -37,7 +37,7 @@ def test_every_stage_trained_and_its_loss_went_down(smoke_run):
 def test_checkpoints_load_in_transformers_and_were_served_by_vllm(smoke_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out, _ = smoke_run
+    out, _, _ = smoke_run
     final = out / "stage3-reflective-sft" / "final"
     model = AutoModelForCausalLM.from_pretrained(final)
     tok = AutoTokenizer.from_pretrained(final)
@@ -51,7 +51,7 @@ def test_checkpoints_load_in_transformers_and_were_served_by_vllm(smoke_run):
 
 
 def test_report_and_resume(smoke_run):
-    out, cmd = smoke_run
+    out, cmd, _ = smoke_run
     report = (out / "report.md").read_text()
     assert "## stage3-reflective-sft" in report and "| mult | id-easy |" in report
     assert (out / "accuracy.png").stat().st_size > 1000
@@ -60,6 +60,12 @@ def test_report_and_resume(smoke_run):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "pretrain: " in second.stderr and "exists, skipped" in second.stderr
     assert (out / "stage2-sft" / "final" / "model.safetensors").stat().st_mtime == before
+
+
+def test_console_carries_no_framework_noise(smoke_run):
+    _, _, console = smoke_run
+    assert "pretrain" in console  # the output was captured: the check below can fail
+    assert "Failed to query Ray Train Controller" not in console
 
 
 def test_bad_config_exits_with_the_field_name(tmp_path):
