@@ -136,6 +136,9 @@ class RLConfig(_Strict):
     query_pool: int | None = Field(None, gt=0, description="draw queries from this many distinct ones "
                                    "(cycled); default: fresh queries every update")
     group_size: int = Field(8, ge=2, description="samples per query (GRPO's G)")
+    filter_flat_groups: bool = Field(True, description="GRPO: drop groups whose rewards are all equal (no "
+                                     "signal) and sample fresh queries in their place")
+    max_resample_rounds: int = Field(3, ge=0, description="GRPO filtering: extra sampling rounds per update")
     difficulty: str | None = None
     epochs: int = Field(1, ge=1, description="passes over each batch (paper: 4)")
     minibatch_size: int = Field(64, gt=0, description="sequences (steps) per optimiser step")

@@ -8,8 +8,9 @@ Synchronous mode samples each batch with the newest weights (on-policy). Asynchr
 samples batch k+1 while the learner trains on batch k, and drops a batch whose policy version
 is more than ``max_staleness`` versions behind the learner (the clipped importance ratio, taken
 against the sampling log-probs, corrects the rest). Every update appends a row of metrics to
-``metrics.csv``: reward, accuracy, reflection frequency, e+/e-, KL, entropy and the time split
-generate / score / learn / weight-sync.
+``metrics.csv``: reward, accuracy, reflection frequency, e+/e-, KL, entropy, the share of
+sampled GRPO groups whose rewards were all equal (``flat_groups``, dropped and replaced by fresh
+queries: dynamic filtering) and the time split generate / score / learn / weight-sync.
 """
 
 from __future__ import annotations
@@ -33,24 +34,73 @@ from cot_ray.train.loop import rows_up_to
 log = logging.getLogger(__name__)
 CONTROL_TIMEOUT_S = 1800.0
 FIELDS = ["update", "policy_version", "reward", "accuracy", "reflection", "e_plus", "e_minus", "kl", "entropy",
-          "clip_frac", "loss", "value_loss", "tokens", "dropped", "generate_s", "score_s", "learn_s", "sync_s",
-          "learner_idle_s", "step_s"]
+          "clip_frac", "loss", "value_loss", "tokens", "dropped", "flat_groups", "rounds", "generate_s", "score_s",
+          "learn_s", "sync_s", "learner_idle_s", "step_s"]
 
 
-def queries(config: PipelineConfig, update: int) -> tuple[str, list]:
+def queries(config: PipelineConfig, update: int, round_: int = 0) -> tuple[str, list]:
     """The problems of update ``update``: a task (round robin) and its queries, each repeated G
-    times in a row. Depends only on (seed, update), so a resumed run sees the same data. Queries
-    come from the training distribution (the corpus's) and never from the held-out problems."""
+    times in a row. ``round_`` > 0 draws fresh queries to replace groups the filter dropped.
+    Depends only on (seed, update, round), so a resumed run sees the same data. Queries come
+    from the training distribution (the corpus's) and never from the held-out problems."""
     from cot_ray.data.splits import held_out_of, make_problem
 
     rl = config.rl
     task_name = config.corpus.tasks[update % len(config.corpus.tasks)]
     task = get_task(task_name)
-    first = update * rl.queries_per_update
+    first = (update * (rl.max_resample_rounds + 1) + round_) * rl.queries_per_update
     index = [(first + i) % rl.query_pool if rl.query_pool else first + i for i in range(rl.queries_per_update)]
     exclude = held_out_of(config, task_name)
     base = [make_problem(task, rl.difficulty or config.corpus.difficulty, rl.seed, i, "rl", exclude) for i in index]
     return task_name, [p for p in base for _ in range(rl.group_size)]
+
+
+def informative_groups(rewards: list[float], group_size: int) -> list[bool]:
+    """For each group of ``group_size`` consecutive samples: do its rewards differ?
+
+    A group whose samples all earned the same reward has zero GRPO advantage everywhere: it
+    costs a learner pass and teaches nothing (DAPO's dynamic sampling drops such groups).
+    """
+    groups = [rewards[k:k + group_size] for k in range(0, len(rewards), group_size)]
+    return [max(g) != min(g) for g in groups]
+
+
+class GroupFilter:
+    """Collects sampled groups for one update, keeping informative ones first (dynamic filtering).
+
+    ``add`` takes one sampling round (trajectories, rewards, first errors, G per query in a row);
+    ``full`` says when ``wanted`` informative groups are in; ``batch`` returns ``wanted`` groups,
+    informative ones first, flat ones filling any gap, flattened back to per-sample lists.
+    Without ``filtering`` every group counts as kept, in sampling order.
+    """
+
+    def __init__(self, wanted: int, group_size: int, filtering: bool) -> None:
+        self.wanted, self.group_size, self.filtering = wanted, group_size, filtering
+        self.kept: list[tuple] = []
+        self.flat: list[tuple] = []
+        self.seen = self.n_flat = 0
+
+    def add(self, trajs: list, rewards: list[float], first_errors: list) -> None:
+        g = self.group_size
+        for k, informative in enumerate(informative_groups(rewards, g)):
+            part = slice(k * g, (k + 1) * g)
+            (self.kept if informative or not self.filtering else self.flat).append(
+                (trajs[part], rewards[part], first_errors[part]))
+            self.seen, self.n_flat = self.seen + 1, self.n_flat + (not informative)
+
+    @property
+    def full(self) -> bool:
+        return len(self.kept) >= self.wanted
+
+    @property
+    def flat_share(self) -> float:
+        """Share of all sampled groups whose rewards were all equal."""
+        return self.n_flat / max(self.seen, 1)
+
+    def batch(self) -> tuple[list, list[float], list]:
+        groups = (self.kept + self.flat)[:self.wanted]
+        return ([t for g in groups for t in g[0]], [r for g in groups for r in g[1]],
+                [e for g in groups for e in g[2]])
 
 
 def build_experience(trajs: list[Trajectory], rewards: list[float], first_errors: list[int | None],
@@ -67,9 +117,10 @@ def build_experience(trajs: list[Trajectory], rewards: list[float], first_errors
     return seqs
 
 
-def _execution(rl: RLConfig, mode: str, update: int) -> ExecutionConfig:
+def _execution(rl: RLConfig, mode: str, update: int, round_: int = 0) -> ExecutionConfig:
     return ExecutionConfig(mode=mode, plan_temperature=rl.plan_temperature, revision_temperature=rl.plan_temperature,
-                           verify_temperature=rl.verify_temperature, seed=rl.seed * 100_003 + update)
+                           verify_temperature=rl.verify_temperature,
+                           seed=(rl.seed * 100_003 + update) * (rl.max_resample_rounds + 1) + round_)
 
 
 class _Learner:
@@ -180,15 +231,31 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
         version = start
 
         def sample(update: int) -> dict[str, Any]:
-            t0 = time.perf_counter()
-            task_name, problems = queries(config, update)
-            trajs = pool.run(task_name, problems, _execution(rl, mode, update), unit_size=config.rollout.unit_size)
-            t1 = time.perf_counter()
-            rewards, first_errors = ray.get([reward.rewards.remote(trajs), reward.first_errors.remote(trajs)])
-            seqs = build_experience(trajs, rewards, first_errors, rl)
-            return {"update": update, "trajs": trajs, "rewards": rewards, "seqs": seqs,
-                    "version": min(t.policy_version for t in trajs), "generate_s": t1 - t0,
-                    "score_s": time.perf_counter() - t1}
+            """Sample and score one update's batch. GRPO with ``filter_flat_groups`` keeps only
+            groups whose rewards differ, drawing fresh queries (up to ``max_resample_rounds``
+            more times) until it has ``queries_per_update`` of them; if it never does, flat
+            groups fill the batch. Reward and accuracy are logged on the first round's queries
+            alone, an unbiased sample of the training distribution."""
+            filtering = rl.algorithm == "grpo" and rl.filter_flat_groups
+            groups, times = GroupFilter(rl.queries_per_update, rl.group_size, filtering), [0.0, 0.0]
+            for round_ in range(rl.max_resample_rounds + 1 if filtering else 1):
+                t0 = time.perf_counter()
+                task_name, problems = queries(config, update, round_)
+                trajs = pool.run(task_name, problems, _execution(rl, mode, update, round_),
+                                 unit_size=config.rollout.unit_size)
+                t1 = time.perf_counter()
+                rewards, first_errors = ray.get([reward.rewards.remote(trajs), reward.first_errors.remote(trajs)])
+                times[0], times[1] = times[0] + t1 - t0, times[1] + time.perf_counter() - t1
+                if round_ == 0:
+                    logged = (trajs, rewards)
+                groups.add(trajs, rewards, first_errors)
+                if groups.full:
+                    break
+            trajs, rewards, first_errors = groups.batch()
+            return {"update": update, "trajs": logged[0], "rewards": logged[1],
+                    "seqs": build_experience(trajs, rewards, first_errors, rl),
+                    "version": min(t.policy_version for t in trajs), "generate_s": times[0], "score_s": times[1],
+                    "flat_groups": groups.flat_share, "rounds": round_ + 1}
 
         update = start
         t_last = time.perf_counter()  # step_s: wall time per update, sampling included
@@ -214,7 +281,8 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
                 "reflection": counts.reflection_frequency, "e_plus": counts.e_plus, "e_minus": counts.e_minus,
                 "kl": msg["kl"], "entropy": msg["entropy"], "clip_frac": msg["clip_frac"], "loss": msg["loss"],
                 "value_loss": msg["value_loss"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
-                "dropped": dropped, "generate_s": batch["generate_s"], "score_s": batch["score_s"],
+                "dropped": dropped, "flat_groups": batch["flat_groups"], "rounds": batch["rounds"],
+                "generate_s": batch["generate_s"], "score_s": batch["score_s"],
                 "learn_s": msg["learn_s"], "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"],
                 "step_s": time.perf_counter() - t_last,
             }
