@@ -104,8 +104,10 @@ class ReflectiveConfig(TrainConfig):
 
     verification: Literal["binary", "detailed", "optional"] = "binary"
     queries: int = Field(512, gt=0, description="training queries sampled per task")
-    temperatures: list[float] = Field(default_factory=lambda: [0.75, 1.0],
-                                      description="one sampled CoT per query at each temperature")
+    solve_temperature: float = Field(0.75, gt=0, description="the policy's own walk through the MTP (paper: 0.75)")
+    propose_temperature: float = Field(1.0, gt=0, description="candidate steps at each visited state "
+                                       "(paper: 1 for 1M, 1.25 for 4M, 1.5 for 16M)")
+    proposals: int = Field(4, ge=0, description="candidate steps sampled at each state the walk visited")
     max_positive_share: float = Field(0.5, gt=0, le=1, description="cap on correct steps among verification examples")
 
 

@@ -99,6 +99,15 @@ class _Request:
     record: StepRecord | None = None
 
 
+START_STATE = "start_state"
+"""``Problem.extra`` key: begin at this state instead of S_0 (stage III proposes steps at the
+states the policy's own walk visited)."""
+
+
+def start_state(task: Task, problem: Problem) -> str:
+    return problem.extra.get(START_STATE) or task.initial_state(problem)
+
+
 class MTPExecutor:
     """Runs problems through the MTP/RMTP/RTBS with one policy.
 
@@ -148,7 +157,7 @@ class MTPExecutor:
         batch = Batch(task, config, [Trajectory(p, config.mode, policy_version=policy_version) for p in problems],
                       remaining=len(problems), on_finish=on_finish)
         for i, (p, traj) in enumerate(zip(problems, batch.trajectories)):
-            self._submit(self._plan_request(_Search(batch, i, traj, task.initial_state(p))))
+            self._submit(self._plan_request(_Search(batch, i, traj, start_state(task, p))))
         if not problems:
             self._finish_batch(batch)
         return batch

@@ -1,18 +1,27 @@
-"""Stage III data: sample CoTs from the policy through the MTP, label every step with the expert.
+"""Stage III data: the policy's own steps, each labelled by the expert verifier.
 
-The policy walks its own path (it is not corrected back to the expert's), once per query at each
-configured temperature (the paper's solving temperature 0.75 and a higher proposing one); every
-proposed step it writes is labelled by the expert verifier. Wrong steps are the scarce, useful
-examples, so correct ones are capped at ``max_positive_share``. For optional verification an
-equal number of empty-verification copies is added (paper section 1.4).
+Paper stage III, with our decisions for what it leaves open (paper.md section 9, item 9):
+
+1. **The walk.** The stage-II policy runs through the MTP on each training query at the solving
+   temperature (0.75). It follows its own steps, right or wrong: the states it visits are the
+   states it will meet at test time, its own mistakes included.
+2. **Proposals.** At every state the walk visited, ``proposals`` more steps are sampled at the
+   proposing temperature (paper: 1 for 1M models). They are not taken; they are the candidate
+   steps a reflective policy must judge, many of them wrong in the ways this policy errs.
+3. **Labels.** Every walk step and proposal is labelled by the expert verifier (binary or
+   detailed). Correct steps are the majority and are capped at ``max_positive_share``.
+4. For optional verification an equal number of empty-verification copies is added
+   (paper section 1.4).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
 from cot_ray.mtp import ExecutionConfig, Trajectory
+from cot_ray.mtp.execute import START_STATE
 from cot_ray.tasks import Problem
 from cot_ray.tokenizer import Tokenizer
 from cot_ray.verify import ExpertVerifier
@@ -41,14 +50,23 @@ def balance(records: list[dict[str, Any]], max_positive_share: float, optional: 
     return out
 
 
-def sample_verification_records(pool, task_name: str, problems: list[Problem], temperatures: list[float],
-                                verification: str, max_positive_share: float, seed: int,
+def proposal_starts(walk: list[Trajectory], proposals: int) -> list[Problem]:
+    """``proposals`` problems starting at each state the walk visited (before each valid step)."""
+    return [dataclasses.replace(t.problem, extra={**t.problem.extra, START_STATE: s.state})
+            for t in walk for s in t.steps if s.valid for _ in range(proposals)]
+
+
+def sample_verification_records(pool, task_name: str, problems: list[Problem], solve_temperature: float,
+                                propose_temperature: float, proposals: int, verification: str,
+                                max_positive_share: float, seed: int,
                                 max_step_tokens: int = 384) -> list[dict[str, Any]]:
-    """Sample with the rollout pool (vLLM workers), label, balance."""
+    """Walk, propose, label, balance; ``pool`` is anything with the rollout pool's ``run``."""
     detailed = verification in ("detailed", "optional")
-    records: list[dict[str, Any]] = []
-    for k, temperature in enumerate(temperatures):
-        cfg = ExecutionConfig(mode="mtp", plan_temperature=temperature, revision_temperature=temperature,
-                              seed=seed + k, max_step_tokens=max_step_tokens)
-        records += label_steps(task_name, pool.run(task_name, problems, cfg), detailed)
+    walk = pool.run(task_name, problems, ExecutionConfig(mode="mtp", plan_temperature=solve_temperature,
+                                                         seed=seed, max_step_tokens=max_step_tokens))
+    starts = proposal_starts(walk, proposals)
+    proposed = pool.run(task_name, starts, ExecutionConfig(mode="mtp", step_budget=1, seed=seed + 1,
+                                                           plan_temperature=propose_temperature,
+                                                           max_step_tokens=max_step_tokens)) if starts else []
+    records = label_steps(task_name, walk + proposed, detailed)
     return balance(records, max_positive_share, verification == "optional", random.Random(seed))

@@ -1,0 +1,48 @@
+"""Stage III's sampler: the policy's own walk, proposals at every visited state, expert labels."""
+
+from collections import Counter
+
+from cot_ray.data.splits import problems
+from cot_ray.mtp import ExpertPolicy, MTPExecutor
+from cot_ray.tasks import get_task
+from cot_ray.train.reflective import sample_verification_records
+
+mult = get_task("mult")
+
+
+class LocalPool:
+    """The rollout pool's ``run`` on one in-process executor (no Ray): enough for the sampler."""
+
+    def __init__(self, policy) -> None:
+        self.policy, self.calls = policy, []
+
+    def run(self, task_name, probs, config, unit_size=None):
+        self.calls.append(config)
+        return MTPExecutor(get_task(task_name), self.policy, config).run(probs)
+
+
+def test_proposals_come_from_the_states_the_walk_visited():
+    pool = LocalPool(ExpertPolicy(mult, step_error=0.3))
+    queries = problems(mult, "id-easy", 30, 0, "reflective")
+    records = sample_verification_records(pool, "mult", queries, solve_temperature=0.75, propose_temperature=1.0,
+                                          proposals=3, verification="binary", max_positive_share=1.0, seed=0)
+    walk, propose = pool.calls
+    assert (walk.plan_temperature, propose.plan_temperature, propose.step_budget) == (0.75, 1.0, 1)
+    walked = [s.state for t in MTPExecutor(mult, pool.policy, walk).run(queries) for s in t.steps]
+    per_state = Counter(r["state"] for r in records)
+    # every visited state: its walk step plus 3 proposals (a state visited twice counts twice)
+    assert per_state == Counter({s: 4 * n for s, n in Counter(walked).items()})
+    # the noisy policy's wrong proposals are there, and every label is the expert's
+    assert any(not r["correct"] for r in records) and any(r["correct"] for r in records)
+    assert all(r["correct"] == mult.verify(r["state"], r["step"]).ok for r in records)
+    assert all(r["verification"] in ("✓", "✗") for r in records)
+
+
+def test_detailed_labels_and_positive_cap():
+    pool = LocalPool(ExpertPolicy(mult, step_error=0.3))
+    queries = problems(mult, "id-easy", 30, 0, "reflective")
+    records = sample_verification_records(pool, "mult", queries, 0.75, 1.0, proposals=2, verification="detailed",
+                                          max_positive_share=0.5, seed=0)
+    positives = sum(r["correct"] for r in records)
+    assert 0 < positives <= len(records) - positives  # at most half are correct steps
+    assert any(len(r["verification"]) > 1 for r in records)  # one label per element
