@@ -109,6 +109,8 @@ class ReflectiveConfig(TrainConfig):
                                        "(paper: 1 for 1M, 1.25 for 4M, 1.5 for 16M)")
     proposals: int = Field(4, ge=0, description="candidate steps sampled at each state the walk visited")
     max_positive_share: float = Field(0.5, gt=0, le=1, description="cap on correct steps among verification examples")
+    control: bool = Field(True, description="also train the planning-only control (same planning examples, no "
+                          "verification) and report stage III minus control: the effect of learning to verify")
 
 
 class RolloutConfig(_Strict):

@@ -5,6 +5,7 @@
     stage2-sft/final
     data/reflective-<task>.parquet    stage-III data: sampled steps + expert verifications
     stage3-reflective-sft/final
+    stage3-control/final              planning only, as many planning examples as stage III (a control)
     stage4-rl-mtp/final, stage4-rl-rmtp/final   RL-tuned policies (GRPO or PPO), metrics.csv
     eval/<name>.json(l)               evaluations of each checkpoint (and of the expert baselines)
     report.md, accuracy.png, heatmap.png   the report
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cot_ray.config import PipelineConfig
+from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
@@ -34,6 +36,8 @@ from cot_ray.tasks import get_task
 log = logging.getLogger(__name__)
 
 STAGE_DIRS = {"pretrain": "stage1-pretrain", "sft": "stage2-sft", "reflective-sft": "stage3-reflective-sft"}
+CONTROL_DIR = "stage3-control"
+"""Stage III's planning-only control (see :func:`control_stage`)."""
 
 
 def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True) -> Path:
@@ -132,7 +136,37 @@ def training_stages(config: PipelineConfig, out: Path, corpora: list[str], progr
     rows += _cached(out / "eval" / "stage3-reflective-sft.json",
                     lambda: _with_pool(config, final, lambda pool: eval_checkpoint(
                         config, pool, "stage3-reflective-sft", list(config.eval.modes), out)))
+    if config.reflective_sft.control:
+        control = control_stage(config, out, corpora, progress)
+        rows += _cached(out / "eval" / f"{CONTROL_DIR}.json", lambda: _with_pool(
+            config, control, lambda pool: eval_checkpoint(config, pool, CONTROL_DIR, ["mtp"], out)))
     return rows
+
+
+def control_stage(config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
+    """Stage III's control: planning only, to isolate the effect of learning to verify.
+
+    It starts from the stage-II policy, like stage III, and trains on the same expert planning
+    examples stage III mixes in, as many of them as stage III saw (its steps times the planning
+    share of its mixture), with no verification examples. Stage-III MTP accuracy minus the
+    control's is then the effect of learning to verify, not of more planning SFT.
+    """
+    from cot_ray.train.stages import corpus_dataset, run_stage, stage_done
+
+    stage_dir = out / CONTROL_DIR
+    if stage_done(stage_dir):
+        log.info("control: %s exists, skipped", stage_dir / "final")
+        return stage_dir / "final"
+    r = config.reflective_sft
+    n_plan = sum(pq.read_table(p, columns=["n_steps"]).column("n_steps").to_numpy().sum() for p in corpora)
+    n_verify = sum(pq.read_metadata(out / "data" / f"reflective-{t}.parquet").num_rows for t in config.corpus.tasks)
+    steps = r.steps or math.ceil((r.epochs or 1.0) * (n_plan + n_verify) / r.batch_size)
+    planning_steps = max(1, round(steps * n_plan / (n_plan + n_verify)))
+    log.info("control: %d planning steps (stage III: %d steps, %.0f%% of its examples planning)",
+             planning_steps, steps, 100 * n_plan / (n_plan + n_verify))
+    cfg = TrainConfig.model_validate({**r.model_dump(include=set(TrainConfig.model_fields)), "steps": planning_steps})
+    return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), stage_dir,
+                     init=str(out / STAGE_DIRS["sft"] / "final"), progress=progress)
 
 
 def rl_stages(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:

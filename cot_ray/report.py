@@ -34,6 +34,8 @@ PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verificati
 
 COMPARISONS: tuple[tuple[str, tuple[str, str], tuple[str, str]], ...] = (
     ("stage III vs stage II, MTP", ("stage3-reflective-sft", "mtp"), ("stage2-sft", "mtp")),
+    ("effect of learning to verify: stage III vs its planning-only control, MTP",
+     ("stage3-reflective-sft", "mtp"), ("stage3-control", "mtp")),
     ("stage III: RMTP vs MTP", ("stage3-reflective-sft", "rmtp"), ("stage3-reflective-sft", "mtp")),
     ("stage III: RTBS vs MTP", ("stage3-reflective-sft", "rtbs"), ("stage3-reflective-sft", "mtp")),
     ("RL-MTP vs stage II, MTP", ("stage4-rl-mtp", "mtp"), ("stage2-sft", "mtp")),

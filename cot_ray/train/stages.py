@@ -17,7 +17,7 @@ from cot_ray.train.checkpoints import latest_checkpoint
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pretrain", "sft", "reflective-sft")
+STAGES = ("pretrain", "sft", "reflective-sft", "control")
 
 
 def stage_done(stage_dir: str | Path) -> bool:

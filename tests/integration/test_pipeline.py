@@ -54,6 +54,9 @@ def test_report_and_resume(smoke_run):
     out, cmd, _ = smoke_run
     report = (out / "report.md").read_text()
     assert "## stage3-reflective-sft" in report and "| mult | id-easy |" in report
+    assert "effect of learning to verify" in report  # the planning-only control ran and was compared
+    control_steps = len(_losses(out / "stage3-control"))
+    assert 0 < control_steps < len(_losses(out / "stage3-reflective-sft"))
     assert (out / "accuracy.png").stat().st_size > 1000
     before = (out / "stage2-sft" / "final" / "model.safetensors").stat().st_mtime
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
