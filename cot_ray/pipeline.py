@@ -32,6 +32,7 @@ from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jso
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, Trajectory
 from cot_ray.report import write_report
 from cot_ray.tasks import get_task
+from cot_ray.verify.diagnostics import reflection_diagnostics
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +252,13 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
         task = get_task(task_name)
         for difficulty in e.difficulties:
             problems = make_problems(task, difficulty, e.n, e.seed)
+            runs = {}
             for mode in modes:
-                trajs = pool.run(task_name, problems, ExecutionConfig(mode=mode, seed=e.seed),
-                                 unit_size=config.rollout.unit_size)
-                rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
+                runs[mode] = pool.run(task_name, problems, ExecutionConfig(mode=mode, seed=e.seed),
+                                      unit_size=config.rollout.unit_size)
+                rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
+                if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
+                    rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))
     return rows
 
 

@@ -178,6 +178,34 @@ def _failures(out: Path, rows: list[dict], tasks: list[str], difficulties: list[
             f"({NO_ERROR}: no accepted step was wrong, e.g. the step budget ran out).", "", *lines]
 
 
+def _reflection(rows: list[dict]) -> list[str]:
+    """The Theorem-1 quantities beside measured RMTP accuracy (rows that carry diagnostics)."""
+    table = []
+    for r in rows:
+        if r["mode"] != "rmtp" or "mu" not in r:
+            continue
+        pair = " / ".join
+        cells = [r["policy"], r["task"], r["difficulty"], _pct(r["mu"]),
+                 pair([_pct(r.get("e_plus")), _pct(r.get("e_minus"))]),
+                 pair([_pct(r.get("e_plus_revision")), _pct(r.get("e_minus_revision"))]),
+                 _pct(r["rejection_rate"]),
+                 pair(_pct(r.get(f"pass@{k}")) for k in (1, 4, 16)) + f" ({r.get('wrong_greedy_states', 0)})",
+                 _pct(r.get("theorem1_rmtp")), accuracy_cell(r)]
+        table.append("| " + " | ".join(cells) + " |")
+    if not table:
+        return []
+    return ["## Why reflection helps or not", "",
+            "mu: share of right greedy steps (MTP runs, up to each run's first wrong step). e+ / e-: the",
+            "policy's false-positive / false-negative rate in RMTP, on first attempts and on revision samples",
+            "(after a rejection). pass@1/4/16: at states where the greedy step was wrong (how many in",
+            "brackets), how often 1, 4 or 16 samples at the revision temperature hold a right step.",
+            "Theorem 1: RMTP accuracy predicted from mu, e+ and e- (first attempts) with unlimited retries,",
+            "averaged over the problems' expert step counts; beside it, the measured RMTP accuracy.", "",
+            "| policy | task | split | mu | e+ / e- first | e+ / e- revision | rejected | pass@1/4/16 |"
+            " Theorem 1 RMTP | measured RMTP |",
+            "|---|---|---|---|---|---|---|---|---|---|", *table, ""]
+
+
 def heatmap_records(out: Path, rows: list[dict]) -> tuple[str, list[dict]] | None:
     """The most trained policy's MTP multiplication records, all evaluated splits pooled."""
     for policy in HEATMAP_POLICIES:
@@ -200,6 +228,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
              "rule-based baselines.", ""]
     lines += _accuracy_tables(rows, modes, tasks, difficulties)
     lines += _comparisons(rows, tasks, difficulties)
+    lines += _reflection(rows)
     lines += _failures(out, rows, tasks, difficulties)
     heat = heatmap_records(out, rows)
     grid = digit_grid(heat[1]) if heat else {}

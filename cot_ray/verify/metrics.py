@@ -62,22 +62,23 @@ class VerificationCounts:
 
 
 def verification_counts(trajectories: Iterable[Trajectory], detailed: bool = False,
-                        verifier: ExpertVerifier | None = None) -> VerificationCounts:
+                        verifier: ExpertVerifier | None = None, revisions: bool = False) -> VerificationCounts:
     """Compare each trajectory's own verifications with the expert's.
 
     ``detailed`` picks the ground truth the policy is judged against (a detailed verifier can
     be right about the new state yet miss a wrong intermediate product, which binary truth
-    would not count as an error).
+    would not count as an error). ``revisions`` counts the attempts after a rejection instead
+    of first attempts (revision samples come from another temperature, and another situation).
     """
     verifier = verifier or ExpertVerifier()
     total = VerificationCounts()
     for traj in trajectories:
-        total += _counts(traj, detailed, verifier)
+        total += _counts(traj, detailed, verifier, revisions)
     return total
 
 
-def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier) -> VerificationCounts:
-    judged = [s for s in traj.steps if s.attempt == 0 and s.verification]
+def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier, revisions: bool) -> VerificationCounts:
+    judged = [s for s in traj.steps if (s.attempt > 0 if revisions else s.attempt == 0) and s.verification]
     truth = verifier.label_steps(traj.problem.task, judged, detailed=detailed)
     rejects = [NEGATIVE in str(s.verification) for s in judged]
     right = [r for r, t in zip(rejects, truth) if t.ok]
