@@ -206,6 +206,47 @@ def _reflection(rows: list[dict]) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|", *table, ""]
 
 
+RL_RUNS = ("stage4-rl-mtp", "stage4-rl-rmtp")
+RL_CURVES = ("reward", "accuracy", "reflection", "e_plus", "e_minus", "flat_groups")
+"""Per-update columns of an RL run's metrics.csv that the report plots (when present)."""
+
+
+def rl_curves(out: Path) -> dict[str, dict[str, list[float]]]:
+    """run -> column -> values per update, for the RL runs that wrote a metrics.csv."""
+    import csv
+
+    curves = {}
+    for run in RL_RUNS:
+        try:
+            with open(out / run / "metrics.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            continue
+        curves[run] = {c: [float(r[c]) if r.get(c) not in (None, "", "None") else float("nan") for r in rows]
+                       for c in RL_CURVES if rows and c in rows[0]}
+    return {run: c for run, c in curves.items() if c}
+
+
+def _rl_section(out: Path) -> list[str]:
+    curves = rl_curves(out)
+    if not curves:
+        return []
+    _plot_rl(curves, out / "rl.png")
+    lines = ["## Stage IV, update by update", "",
+             "From each RL run's metrics.csv (its training queries, sampled at the RL temperatures): reward,",
+             "accuracy, reflection frequency, e+ / e- of the policy's own verification, and the share of GRPO",
+             "groups whose rewards were all equal (dropped and resampled). First and last update:", "",
+             "| run | " + " | ".join(RL_CURVES) + " |", "|---|" + "---|" * len(RL_CURVES)]
+    for run, c in curves.items():
+        lines.append(f"| {run} | " + " | ".join(
+            f"{_num(c[k][0])} -> {_num(c[k][-1])}" if k in c else "-" for k in RL_CURVES) + " |")
+    return lines + ["", "![rl](rl.png)", ""]
+
+
+def _num(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"  # NaN: the metric was undefined at that update
+
+
 def heatmap_records(out: Path, rows: list[dict]) -> tuple[str, list[dict]] | None:
     """The most trained policy's MTP multiplication records, all evaluated splits pooled."""
     for policy in HEATMAP_POLICIES:
@@ -230,6 +271,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     lines += _comparisons(rows, tasks, difficulties)
     lines += _reflection(rows)
     lines += _failures(out, rows, tasks, difficulties)
+    lines += _rl_section(out)
     heat = heatmap_records(out, rows)
     grid = digit_grid(heat[1]) if heat else {}
     if heat and grid:
@@ -288,6 +330,21 @@ def _plot(rows: list[dict], modes: list[str], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_rl(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(RL_CURVES), figsize=(3 * len(RL_CURVES), 3))
+    for ax, column in zip(axes, RL_CURVES):
+        for run, c in curves.items():
+            if column in c:
+                ax.plot(range(1, len(c[column]) + 1), c[column], marker=".", label=run.removeprefix("stage4-"))
+        ax.set_title(column, fontsize=9)
+        ax.set_xlabel("update", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

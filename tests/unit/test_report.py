@@ -15,6 +15,7 @@ from cot_ray.report import (
     failure_breakdown,
     heatmap_records,
     read_records,
+    rl_curves,
     write_report,
 )
 from cot_ray.tasks import Problem
@@ -122,3 +123,16 @@ def test_write_report(tmp_path):
     assert "| stage2-sft |" not in text.split("## Where steps fail")[1]  # no JSONL: skipped quietly
     assert "![heatmap](heatmap.png)" in text
     assert (tmp_path / "heatmap.png").stat().st_size > 0 and (tmp_path / "accuracy.png").stat().st_size > 0
+
+
+def test_rl_curves_reach_the_report(tmp_path):
+    run = tmp_path / "stage4-rl-rmtp"
+    run.mkdir()
+    (run / "metrics.csv").write_text("update,reward,accuracy,reflection,e_plus,e_minus,flat_groups,kl\n"
+                                     "1,0.25,0.25,0.9,,0.1,0.5,0\n2,0.5,0.5,0.95,0.2,0.05,0.25,0.01\n")
+    curves = rl_curves(tmp_path)
+    assert curves["stage4-rl-rmtp"]["reward"] == [0.25, 0.5] and "stage4-rl-mtp" not in curves
+    config = PipelineConfig.model_validate({"corpus": {"tasks": ["mult"]}, "eval": {"difficulties": ["id-easy"]}})
+    text = write_report(config, [_row("stage2-sft", "id-easy", "mtp", 100)], tmp_path).read_text()
+    assert "| stage4-rl-rmtp | 0.250 -> 0.500 | 0.250 -> 0.500 | 0.900 -> 0.950 | - -> 0.200 |" in text
+    assert (tmp_path / "rl.png").stat().st_size > 0
