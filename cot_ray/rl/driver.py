@@ -28,6 +28,7 @@ from cot_ray.mtp import ExecutionConfig, Trajectory
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
+from cot_ray.tracking import Tracker
 from cot_ray.train.checkpoints import latest_checkpoint
 from cot_ray.train.loop import rows_up_to
 
@@ -225,6 +226,7 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
     writer = csv.DictWriter(fh, fieldnames=FIELDS)
     writer.writeheader()
     csv.writer(fh).writerows(kept)
+    tracker = Tracker(out / "tensorboard")
     bar = tqdm(total=rl.updates, initial=start, desc=f"rl {rl.algorithm} {mode}", unit="update", disable=not progress)
     try:
         pool.wait_ready()
@@ -289,6 +291,7 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
             t_last = time.perf_counter()
             writer.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
             fh.flush()
+            tracker.log(update + 1, row)
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
             update += 1
@@ -300,6 +303,7 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
     finally:
         bar.close()
         fh.close()
+        tracker.close()
         pool.shutdown()
         ray.kill(reward)
     return out / "final"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cot_ray.tracking import Tracker
 from cot_ray.train.checkpoints import STATE_FILE, latest_checkpoint, save_checkpoint_dir, save_final
 from cot_ray.train.data import length_grouped_batches, pad_examples, random_windows
 
@@ -110,6 +111,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         writer = csv.writer(fh)
         writer.writerow(["step", "loss", "lr", "tokens_per_s", "elapsed_s"])
         writer.writerows(kept)
+        tracker = Tracker(stage_dir / "tensorboard")
     bar = _progress(cfg, start) if rank == 0 else None
     t_start = time.perf_counter()
     for step in range(start, cfg["steps"]):
@@ -126,6 +128,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             writer.writerow([done, f"{metrics['loss']:.5f}", f"{lr:.3g}", f"{metrics['tokens_per_s']:.0f}",
                              f"{time.perf_counter() - t_start:.1f}"])
             fh.flush()
+            tracker.log(done, metrics)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
@@ -136,6 +139,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics)  # a synchronising call (about a second): not every step
     if rank == 0:
         fh.close()
+        tracker.close()
         if bar is not None:
             bar.close()
         save_final(stage_dir, unwrapped)

@@ -32,6 +32,7 @@ def test_every_stage_trained_and_its_loss_went_down(smoke_run):
         first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
         assert last < first, (stage, first, last)
         assert (out / stage / "final" / "model.safetensors").exists()
+        assert any((out / stage / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_checkpoints_load_in_transformers_and_were_served_by_vllm(smoke_run):
