@@ -93,6 +93,8 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(100, gt=0)
     report_every: int = Field(50, gt=0, description="steps between ray.train.report calls")
     keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(3, ge=0, description="worker failures Ray Train recovers from within the command "
+                              "(the worker group restarts from the latest checkpoint); one more ends the stage")
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "
                                         "e.g. {trainer: 1} to land on a cluster's trainer group")

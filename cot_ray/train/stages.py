@@ -73,7 +73,7 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         datasets={"train": dataset},
         run_config=RunConfig(name=stage, storage_path=str(out_dir / "ray_results"),
-                             failure_config=ray.train.FailureConfig(max_failures=0)),
+                             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
     )
     result = trainer.fit()
     if result.error:

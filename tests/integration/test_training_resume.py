@@ -43,3 +43,36 @@ def test_killed_pretraining_resumes_and_reaches_the_final_step(tmp_path):
     assert steps == list(range(1, 301))  # one row per step, none logged twice after the resume
     assert (out / "stage1-pretrain" / "final" / "model.safetensors").exists()
     assert (ckpts / "step-000300").exists()
+
+
+def _train_workers(session_pid: int) -> list[int]:
+    """PIDs of the Ray Train workers started under this command's process session."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True).stdout
+    return [int(pid) for pid, sid, *args in (line.split(None, 2) for line in out.splitlines() if line.strip())
+            if int(sid) == session_pid and args and "RayTrainWorker" in args[0]]
+
+
+def test_a_killed_train_worker_is_replaced_within_the_same_command(tmp_path):
+    cfg = tmp_path / "resume.yaml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cot_ray.cli", "pretrain", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    ckpts = out / "stage1-pretrain" / "checkpoints"
+    deadline = time.time() + 600
+    while not any(p.name == "step-000050" for p in ckpts.glob("step-*")) and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    workers = _train_workers(proc.pid)
+    assert workers, "no Ray Train worker found"
+    os.kill(workers[0], signal.SIGKILL)  # one of the two workers, mid-stage
+    try:
+        log, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log[-4000:]
+    assert (out / "stage1-pretrain" / "final" / "model.safetensors").exists()
+    with open(out / "stage1-pretrain" / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(1, 301))  # resumed from a checkpoint: no step lost, none logged twice
