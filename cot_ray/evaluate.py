@@ -104,6 +104,20 @@ def evaluate(task: Task, policy: Policy, problems: Sequence[Problem], config: Ex
         return executor.run(problems, on_progress=lambda active, done: bar.update(done - bar.n))
 
 
+class LocalPool:
+    """The rollout pool's ``run`` on one in-process executor (no Ray): for code written against
+    the pool (stage-III sampling, reflection diagnostics) driven by a local policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def run(self, task_name: str, problems: Sequence[Problem], config: ExecutionConfig,
+            unit_size: int | None = None) -> list[Trajectory]:
+        from cot_ray.tasks import get_task
+
+        return MTPExecutor(get_task(task_name), self.policy, config).run(problems)
+
+
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:
     with open(path, "w") as f:
         for row in rows:

@@ -3,19 +3,12 @@
 import pytest
 
 from cot_ray.data.splits import problems
-from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor
+from cot_ray.evaluate import LocalPool
+from cot_ray.mtp import ExecutionConfig, ExpertPolicy
 from cot_ray.tasks import get_task
 from cot_ray.verify.diagnostics import pass_at_k, planning_ability, reflection_diagnostics, theorem1_rmtp
 
 mult = get_task("mult")
-
-
-class LocalPool:
-    def __init__(self, policy) -> None:
-        self.policy = policy
-
-    def run(self, task_name, probs, config, unit_size=None):
-        return MTPExecutor(get_task(task_name), self.policy, config).run(probs)
 
 
 def test_pass_at_k_is_the_unbiased_estimator():

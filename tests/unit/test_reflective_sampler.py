@@ -3,6 +3,7 @@
 from collections import Counter
 
 from cot_ray.data.splits import problems
+from cot_ray.evaluate import LocalPool
 from cot_ray.mtp import ExpertPolicy, MTPExecutor
 from cot_ray.tasks import get_task
 from cot_ray.train.reflective import sample_verification_records
@@ -10,19 +11,20 @@ from cot_ray.train.reflective import sample_verification_records
 mult = get_task("mult")
 
 
-class LocalPool:
-    """The rollout pool's ``run`` on one in-process executor (no Ray): enough for the sampler."""
+class RecordingPool(LocalPool):
+    """A local pool that keeps the execution config of every run."""
 
     def __init__(self, policy) -> None:
-        self.policy, self.calls = policy, []
+        super().__init__(policy)
+        self.calls = []
 
     def run(self, task_name, probs, config, unit_size=None):
         self.calls.append(config)
-        return MTPExecutor(get_task(task_name), self.policy, config).run(probs)
+        return super().run(task_name, probs, config)
 
 
 def test_proposals_come_from_the_states_the_walk_visited():
-    pool = LocalPool(ExpertPolicy(mult, step_error=0.3))
+    pool = RecordingPool(ExpertPolicy(mult, step_error=0.3))
     queries = problems(mult, "id-easy", 30, 0, "reflective")
     records = sample_verification_records(pool, "mult", queries, solve_temperature=0.75, propose_temperature=1.0,
                                           proposals=3, verification="binary", max_positive_share=1.0, seed=0)
