@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,11 @@ def test_report_and_resume(smoke_run):
     report = (out / "report.md").read_text()
     assert "## stage3-reflective-sft" in report and "| mult | id-easy |" in report
     assert "effect of learning to verify" in report  # the planning-only control ran and was compared
-    control_steps = len(_losses(out / "stage3-control"))
-    assert 0 < control_steps < len(_losses(out / "stage3-reflective-sft"))
+    # the control trained on as many planning examples as stage III: its steps times the planning share
+    plan = sum(pq.read_table(out / "data" / "corpus-mult.parquet", columns=["n_steps"])["n_steps"].to_pylist())
+    verify = pq.read_metadata(out / "data" / "reflective-mult.parquet").num_rows
+    stage3_steps = len(_losses(out / "stage3-reflective-sft"))
+    assert len(_losses(out / "stage3-control")) == max(1, round(stage3_steps * plan / (plan + verify)))
     assert (out / "accuracy.png").stat().st_size > 1000
     before = (out / "stage2-sft" / "final" / "model.safetensors").stat().st_mtime
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
