@@ -55,7 +55,7 @@ def step_items(n_problems=6, seed=0):
 
 
 def test_health_docs_and_openapi(http):
-    assert http.get("/healthz").json() == {"status": "ok", "tasks": ["mult", "sudoku"]}
+    assert http.get("/healthz").json() == {"status": "ok", "tasks": ["mult", "mult-msd", "sudoku"]}
     docs = http.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     spec = http.get("/openapi.json").json()
