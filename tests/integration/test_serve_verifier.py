@@ -121,7 +121,7 @@ BAD_INPUTS = [
     ("/v1/verify", {"items": []}, "at least 1 item"),
     ("/v1/verify", {"items": verify_body()["items"] * 1025}, "at most 1024 items"),
     ("/v1/verify", {"steps": verify_body()["items"]}, "Field required"),
-    ("/v1/verify", verify_body(task="chess"), "Input should be 'mult' or 'sudoku'"),
+    ("/v1/verify", verify_body(task="chess"), "Input should be 'mult', 'mult-msd' or 'sudoku'"),
     ("/v1/verify", verify_body(state="3051 times 27"), "a mult state is 'x*y+r'"),
     ("/v1/verify", verify_body(state="1" * 13 + "*2+0"), "at most 12 digits"),
     ("/v1/verify", verify_body(task="sudoku", state="0" * 80), "81 digits"),
