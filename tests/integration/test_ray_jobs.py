@@ -132,7 +132,10 @@ class RayHead:
             except psutil.NoSuchProcess:
                 pass
         for p in survivors:
-            p.kill()
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:  # it exited on its own since the check above
+                pass
         psutil.wait_procs(survivors, timeout=10)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
