@@ -7,7 +7,7 @@ example ``eval.n: Input should be greater than 0``), so a bad config fails befor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -189,7 +189,19 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path) -> PipelineConfig:
+    """Load and validate a pipeline config. A file may start from another with ``extends: other.yaml``
+    (a path relative to it) and override any field: a variant config states only how it differs."""
     path = Path(path)
+    raw = _read_layers(path, seen=())
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        raise ConfigError(f"{path}: " + "; ".join(lines)) from None
+
+
+def _read_layers(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The mapping in ``path``, laid over the mapping of the file it ``extends`` (recursively)."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
@@ -198,8 +210,25 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as err:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(lines)) from None
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: extends: must be the path of another config file")
+    base = (path.parent / base_name).resolve()
+    if base in seen or base == path.resolve():
+        raise ConfigError(f"{path}: extends: {base_name} extends itself (a cycle)")
+    if not base.is_file():
+        raise ConfigError(f"{path}: extends: no such config file {base}")
+    return _merge(_read_layers(base, (*seen, path.resolve())), raw)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``: nested mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -7,9 +7,31 @@ from cot_ray.config import ConfigError, load_config
 
 
 def test_shipped_configs_load():
-    for name in ("smoke", "cpu-small"):
+    for name in ("smoke", "cpu-small", "cpu-small-detailed"):
         cfg = load_config(f"configs/{name}.yaml")
         assert cfg.name == name and cfg.corpus.n > 0
+
+
+def test_a_config_extends_another_and_overrides_single_fields(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\nsft: {steps: 10, lr: 0.001}\ncorpus: {n: 50}\n")
+    (tmp_path / "variant.yaml").write_text("extends: base.yaml\nname: variant\nsft: {lr: 0.002}\n")
+    cfg = load_config(tmp_path / "variant.yaml")
+    assert (cfg.name, cfg.sft.steps, cfg.sft.lr, cfg.corpus.n) == ("variant", 10, 0.002, 50)
+    detailed, binary = load_config("configs/cpu-small-detailed.yaml"), load_config("configs/cpu-small.yaml")
+    assert detailed.reflective_sft.verification == "detailed" and binary.reflective_sft.verification == "binary"
+    assert detailed.sft == binary.sft and detailed.rl == binary.rl
+
+
+@pytest.mark.parametrize("text,message", [
+    ("extends: missing.yaml", "no such config file"),
+    ("extends: bad.yaml", "cycle"),
+    ("extends: [1]", "extends: must be"),
+])
+def test_bad_extends_is_named(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
 
 
 @pytest.mark.parametrize("text,field", [
