@@ -17,6 +17,7 @@ and ID-Hard, paper.md section 3.1) unless a difficulty is given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Iterable
@@ -47,11 +48,12 @@ def make_problem(task: Task, difficulty: str | None, seed: int, index: int, stre
     """
     if stream not in STREAMS:
         raise ValueError(f"unknown data stream {stream!r}; expected one of {', '.join(STREAMS)}")
-    rng = random.Random(f"{task.name}/{stream}/{seed}/{index}")
+    query_id = f"{task.name}/{stream}/{seed}/{index}"
+    rng = random.Random(query_id)
     for _ in range(1000):
         problem = task.generate(difficulty or rng.choice(IN_DISTRIBUTION), rng)
         if key(problem) not in exclude:
-            return problem
+            return dataclasses.replace(problem, query_id=query_id)
     raise RuntimeError(f"{task.name} {difficulty}: 1000 draws in a row were held out; the level is too small")
 
 

@@ -24,7 +24,7 @@ STEP_TYPE = pa.struct([
 ])
 SCHEMA = pa.schema([
     pa.field("task", pa.string()), pa.field("difficulty", pa.string()), pa.field("question", pa.string()),
-    pa.field("answer", pa.string()), pa.field("mode", pa.string()), pa.field("policy_version", pa.int64()),
+    pa.field("answer", pa.string()), pa.field("query_id", pa.string()), pa.field("sample_id", pa.int32()), pa.field("mode", pa.string()), pa.field("policy_version", pa.int64()),
     pa.field("predicted", pa.string()), pa.field("correct", pa.bool_()), pa.field("finish", pa.string()),
     pa.field("n_steps", pa.int32()), pa.field("n_reflections", pa.int32()), pa.field("n_rejections", pa.int32()),
     pa.field("n_tokens", pa.int32()), pa.field("steps", pa.list_(STEP_TYPE)),
@@ -36,6 +36,7 @@ def to_table(trajectories: Sequence[Trajectory]) -> pa.Table:
     rows = [{
         "task": t.problem.task, "difficulty": t.problem.difficulty,
         "question": json.dumps(t.problem.question, sort_keys=True), "answer": t.problem.answer,
+        "query_id": t.problem.query_id, "sample_id": t.problem.sample_id,
         "mode": t.mode, "policy_version": t.policy_version, "predicted": t.answer, "correct": t.correct,
         "finish": t.finish, "n_steps": len(t.steps), "n_reflections": t.n_reflections,
         "n_rejections": t.n_rejections, "n_tokens": t.n_tokens,
@@ -47,7 +48,8 @@ def to_table(trajectories: Sequence[Trajectory]) -> pa.Table:
 def from_table(table: pa.Table) -> list[Trajectory]:
     out = []
     for r in table.to_pylist():
-        problem = Problem(r["task"], r["difficulty"], json.loads(r["question"]), r["answer"])
+        problem = Problem(r["task"], r["difficulty"], json.loads(r["question"]), r["answer"],
+                          query_id=r.get("query_id") or "", sample_id=r.get("sample_id") or 0)
         steps = [StepRecord(**s) for s in r["steps"]]
         out.append(Trajectory(problem, r["mode"], steps, r["predicted"], r["correct"], r["finish"],
                               r["policy_version"]))

@@ -20,7 +20,9 @@ Budgets (decisions for paper.md section 9, items 11-12):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -106,6 +108,14 @@ states the policy's own walk visited)."""
 
 def start_state(task: Task, problem: Problem) -> str:
     return problem.extra.get(START_STATE) or task.initial_state(problem)
+
+
+def samples_from(problem: Problem, state: str, label: str, samples: int) -> list[Problem]:
+    """``samples`` copies of ``problem`` that begin at ``state``: samples 0..n-1 of the query
+    ``<problem's query>@<label>``, so each copy gets its own sampling seed."""
+    query = f"{problem.query}@{label}"
+    return [dataclasses.replace(problem, extra={**problem.extra, START_STATE: state}, query_id=query, sample_id=k)
+            for k in range(samples)]
 
 
 class MTPExecutor:
@@ -196,7 +206,7 @@ class MTPExecutor:
             temperature=cfg.revision_temperature if self._revising(s) else cfg.plan_temperature,
             max_tokens=cfg.max_step_tokens,
             stop_token_ids=(self.tok.step_close_id, self.tok.eos_id),
-            seed=_seed(cfg.seed, s.index, s.proposals, 0),
+            seed=_seed(cfg.seed, s.trajectory.problem, s.proposals, 0),
         )
         return _Request(s, self.tok.plan_prompt(s.state), spec)
 
@@ -212,7 +222,7 @@ class MTPExecutor:
                     temperature=cfg.verify_temperature,
                     max_tokens=cfg.max_verify_tokens,
                     stop_token_ids=(tok.verify_mark_id, tok.eos_id),
-                    seed=_seed(cfg.seed, s.index, s.proposals, 1),
+                    seed=_seed(cfg.seed, s.trajectory.problem, s.proposals, 1),
                 )
                 return _Request(s, request.prompt + record.step_token_ids + [tok.verify_mark_id], spec, record)
         else:  # the verification of that step
@@ -290,6 +300,8 @@ def _until(ids: Sequence[int], stop: int) -> list[int]:
     return ids[: ids.index(stop)] if stop in ids else ids
 
 
-def _seed(base: int, problem: int, proposal: int, phase: int) -> int:
-    """A distinct, reproducible sampling seed for each call position."""
-    return (base * 1_000_003 + problem * 4099 + proposal * 2 + phase) % (2**31)
+def _seed(base: int, problem: Problem, proposal: int, phase: int) -> int:
+    """A distinct, reproducible sampling seed for each call of each sample. It depends on the
+    problem's identity (query, sample), never on where the problem sits in a batch or work unit."""
+    identity = zlib.crc32(f"{problem.query}#{problem.sample_id}".encode())
+    return (base * 1_000_003 + identity * 4099 + proposal * 2 + phase) % (2**31)

@@ -16,6 +16,7 @@ queries: dynamic filtering) and the time split generate / score / learn / weight
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import threading
 import time
@@ -53,40 +54,47 @@ def queries(config: PipelineConfig, update: int, round_: int = 0) -> tuple[str, 
     index = [(first + i) % rl.query_pool if rl.query_pool else first + i for i in range(rl.queries_per_update)]
     exclude = held_out_of(config, task_name)
     base = [make_problem(task, rl.difficulty or config.corpus.difficulty, rl.seed, i, "rl", exclude) for i in index]
-    return task_name, [p for p in base for _ in range(rl.group_size)]
+    return task_name, [dataclasses.replace(p, sample_id=k) for p in base for k in range(rl.group_size)]
 
 
-def informative_groups(rewards: list[float], group_size: int) -> list[bool]:
-    """For each group of ``group_size`` consecutive samples: do its rewards differ?
+def query_groups(trajs: list[Trajectory]) -> list[list[int]]:
+    """The indices of each query's samples (a GRPO group), queries in order of first appearance.
+    Groups come from the problems' identity, not from positions in the batch."""
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(trajs):
+        groups.setdefault(t.problem.query, []).append(i)
+    return list(groups.values())
+
+
+def informative_groups(rewards: list[float], groups: list[list[int]]) -> list[bool]:
+    """For each group: do its rewards differ?
 
     A group whose samples all earned the same reward has zero GRPO advantage everywhere: it
     costs a learner pass and teaches nothing (DAPO's dynamic sampling drops such groups).
     """
-    groups = [rewards[k:k + group_size] for k in range(0, len(rewards), group_size)]
-    return [max(g) != min(g) for g in groups]
+    return [max(rewards[i] for i in g) != min(rewards[i] for i in g) for g in groups]
 
 
 class GroupFilter:
     """Collects sampled groups for one update, keeping informative ones first (dynamic filtering).
 
-    ``add`` takes one sampling round (trajectories, rewards, first errors, G per query in a row);
+    ``add`` takes one sampling round (trajectories, rewards, first errors; grouped by query);
     ``full`` says when ``wanted`` informative groups are in; ``batch`` returns ``wanted`` groups,
     informative ones first, flat ones filling any gap, flattened back to per-sample lists.
     Without ``filtering`` every group counts as kept, in sampling order.
     """
 
-    def __init__(self, wanted: int, group_size: int, filtering: bool) -> None:
-        self.wanted, self.group_size, self.filtering = wanted, group_size, filtering
+    def __init__(self, wanted: int, filtering: bool) -> None:
+        self.wanted, self.filtering = wanted, filtering
         self.kept: list[tuple] = []
         self.flat: list[tuple] = []
         self.seen = self.n_flat = 0
 
     def add(self, trajs: list, rewards: list[float], first_errors: list) -> None:
-        g = self.group_size
-        for k, informative in enumerate(informative_groups(rewards, g)):
-            part = slice(k * g, (k + 1) * g)
+        groups = query_groups(trajs)
+        for g, informative in zip(groups, informative_groups(rewards, groups)):
             (self.kept if informative or not self.filtering else self.flat).append(
-                (trajs[part], rewards[part], first_errors[part]))
+                ([trajs[i] for i in g], [rewards[i] for i in g], [first_errors[i] for i in g]))
             self.seen, self.n_flat = self.seen + 1, self.n_flat + (not informative)
 
     @property
@@ -108,7 +116,9 @@ def build_experience(trajs: list[Trajectory], rewards: list[float], first_errors
                      rl: RLConfig) -> list:
     import torch
 
-    groups = torch.arange(len(trajs)) // rl.group_size
+    groups = torch.zeros(len(trajs), dtype=torch.long)
+    for k, members in enumerate(query_groups(trajs)):
+        groups[members] = k
     adv = group_advantages(torch.tensor(rewards), groups).tolist()
     seqs = []
     for i, (t, r, a, fe) in enumerate(zip(trajs, rewards, adv, first_errors)):
@@ -239,7 +249,7 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
             groups fill the batch. Reward and accuracy are logged on the first round's queries
             alone, an unbiased sample of the training distribution."""
             filtering = rl.algorithm == "grpo" and rl.filter_flat_groups
-            groups, times = GroupFilter(rl.queries_per_update, rl.group_size, filtering), [0.0, 0.0]
+            groups, times = GroupFilter(rl.queries_per_update, filtering), [0.0, 0.0]
             for round_ in range(rl.max_resample_rounds + 1 if filtering else 1):
                 t0 = time.perf_counter()
                 task_name, problems = queries(config, update, round_)

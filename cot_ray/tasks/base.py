@@ -7,6 +7,7 @@ verifier). Nothing here knows about tokens, models or Ray.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +35,11 @@ class Problem:
 
     ``question`` is the JSON-able description users see (``{"x":..,"y":..}`` or
     ``{"puzzle": "<81 digits>"}``); ``answer`` is the canonical correct answer text.
+
+    ``query_id`` and ``sample_id`` are the problem's identity as one sample of one query: they
+    travel with it through the rollout pool into the experience, sampling seeds derive from them
+    (so how problems are cut into work units never changes the samples) and GRPO groups are the
+    samples of one query. A problem made without an id is identified by its question.
     """
 
     task: str
@@ -41,6 +47,13 @@ class Problem:
     question: dict[str, Any]
     answer: str
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    query_id: str = field(default="", compare=False)
+    sample_id: int = field(default=0, compare=False)
+
+    @property
+    def query(self) -> str:
+        """The query's id, or its question as canonical JSON when it was made without one."""
+        return self.query_id or json.dumps(self.question, sort_keys=True)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ Paper stage III, with our decisions for what it leaves open (paper.md section 9,
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Any
 
 from cot_ray.mtp import ExecutionConfig, Trajectory
-from cot_ray.mtp.execute import START_STATE
+from cot_ray.mtp.execute import samples_from
 from cot_ray.tasks import Problem
 from cot_ray.tokenizer import Tokenizer
 from cot_ray.verify import ExpertVerifier
@@ -52,8 +51,8 @@ def balance(records: list[dict[str, Any]], max_positive_share: float, optional: 
 
 def proposal_starts(walk: list[Trajectory], proposals: int) -> list[Problem]:
     """``proposals`` problems starting at each state the walk visited (before each valid step)."""
-    return [dataclasses.replace(t.problem, extra={**t.problem.extra, START_STATE: s.state})
-            for t in walk for s in t.steps if s.valid for _ in range(proposals)]
+    return [p for t in walk for j, s in enumerate(t.steps) if s.valid
+            for p in samples_from(t.problem, s.state, f"step{j}", proposals)]
 
 
 def sample_verification_records(pool, task_name: str, problems: list[Problem], solve_temperature: float,

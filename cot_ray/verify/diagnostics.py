@@ -16,11 +16,10 @@ of steps. Beside the measured RMTP accuracy this tells where a gap comes from:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from math import comb
 
-from cot_ray.mtp.execute import START_STATE
+from cot_ray.mtp.execute import samples_from
 from cot_ray.mtp.theory import rmtp_accuracy
 from cot_ray.mtp.trajectory import Trajectory
 from cot_ray.tasks import Problem, Task
@@ -62,7 +61,7 @@ def wrong_greedy_starts(task: Task, mtp: Sequence[Trajectory], samples: int) -> 
     for t in mtp:
         wrong = next((s for s in t.steps if not s.valid or task.diagnose(s.state, s.step) is not None), None)
         if wrong is not None:
-            starts += [dataclasses.replace(t.problem, extra={**t.problem.extra, START_STATE: wrong.state})] * samples
+            starts += samples_from(t.problem, wrong.state, "first-wrong", samples)
     return starts
 
 

@@ -117,6 +117,9 @@ def test_killed_worker_is_replaced_and_its_unit_redone(pool):
     redone, replaced = pool.stats.units_redone, pool.stats.replaced
     trajs = pool.run("mult", problems, CFG, unit_size=4, on_unit=kill_one)
     assert [t.problem for t in trajs] == problems  # none lost, none twice
+    # the redone unit's trajectories keep their identity (query, sample), which seeds and groups use
+    assert [(t.problem.query_id, t.problem.sample_id) for t in trajs] == [(p.query_id, p.sample_id) for p in problems]
+    assert all(p.query_id for p in problems)
     # every unit the dead worker held (it runs up to units_per_worker at once) was redone
     assert 1 <= pool.stats.units_redone - redone <= pool.units_per_worker
     assert pool.stats.replaced == replaced + 1
