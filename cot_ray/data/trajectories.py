@@ -24,7 +24,8 @@ STEP_TYPE = pa.struct([
 ])
 SCHEMA = pa.schema([
     pa.field("task", pa.string()), pa.field("difficulty", pa.string()), pa.field("question", pa.string()),
-    pa.field("answer", pa.string()), pa.field("query_id", pa.string()), pa.field("sample_id", pa.int32()), pa.field("mode", pa.string()), pa.field("policy_version", pa.int64()),
+    pa.field("answer", pa.string()), pa.field("query_id", pa.string()), pa.field("sample_id", pa.int32()),
+    pa.field("mode", pa.string()), pa.field("policy_version", pa.int64()),
     pa.field("predicted", pa.string()), pa.field("correct", pa.bool_()), pa.field("finish", pa.string()),
     pa.field("n_steps", pa.int32()), pa.field("n_reflections", pa.int32()), pa.field("n_rejections", pa.int32()),
     pa.field("n_tokens", pa.int32()), pa.field("steps", pa.list_(STEP_TYPE)),
