@@ -46,7 +46,7 @@ class ExecutionConfig:
     plan_temperature: float = 0.0
     revision_temperature: float = 1.0
     verify_temperature: float = 0.0
-    max_step_tokens: int = 384
+    max_step_tokens: int = 640  # the longest expert step of an OOD-Hard product (10 equal digits) is 594
     max_verify_tokens: int = 96
     seed: int = 0
 

@@ -58,7 +58,7 @@ def proposal_starts(walk: list[Trajectory], proposals: int) -> list[Problem]:
 def sample_verification_records(pool, task_name: str, problems: list[Problem], solve_temperature: float,
                                 propose_temperature: float, proposals: int, verification: str,
                                 max_positive_share: float, seed: int,
-                                max_step_tokens: int = 384) -> list[dict[str, Any]]:
+                                max_step_tokens: int = ExecutionConfig.max_step_tokens) -> list[dict[str, Any]]:
     """Walk, propose, label, balance; ``pool`` is anything with the rollout pool's ``run``."""
     detailed = verification in ("detailed", "optional")
     walk = pool.run(task_name, problems, ExecutionConfig(mode="mtp", plan_temperature=solve_temperature,

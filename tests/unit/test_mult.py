@@ -140,3 +140,15 @@ def test_generator_is_seeded():
     a = [mult.generate("id-hard", random.Random(7)) for _ in range(3)]
     b = [mult.generate("id-hard", random.Random(7)) for _ in range(3)]
     assert a == b
+
+
+def test_the_longest_ood_hard_expert_step_fits_the_step_budget_and_the_1m_context():
+    from cot_ray.mtp import ExecutionConfig
+    from cot_ray.tokenizer import Tokenizer
+
+    tok, task = Tokenizer(), get_task("mult")
+    # one step removes every 9 of y: ten aligned additions of 20-digit numbers in one step
+    state = task.initial_state(Problem("mult", "ood-hard", {"x": 9_999_999_999, "y": 9_999_999_999}, ""))
+    step = len(tok.encode(task.expert_step(state) + "}"))
+    assert 500 < step <= ExecutionConfig().max_step_tokens
+    assert len(tok.plan_prompt(state)) + step <= 768  # cpu-small's max_positions
