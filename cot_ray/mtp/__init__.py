@@ -1,6 +1,7 @@
 """Markov Thought Process execution (pure Python: no Ray, torch or vLLM).
 
 - :mod:`policy` - the Policy protocol every engine implements.
+- :mod:`transition` - the RMTP's reflective transition and rejection rule (one home).
 - :mod:`execute` - batched MTP / RMTP / RTBS execution.
 - :mod:`trajectory` - what a run records.
 - :mod:`expert` - the (noisy) expert policy.

@@ -14,7 +14,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from cot_ray.tasks import NEGATIVE, get_task
+from cot_ray.mtp.execute import ExecutionConfig
+from cot_ray.mtp.transition import reflective_transition
+from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer
 
 
@@ -28,7 +30,9 @@ class MTPEnv(gym.Env):
         self.task = get_task(config.get("task", "mult"))
         self.difficulty = config.get("difficulty", "id-easy")
         self.reflective = bool(config.get("reflective", False))
-        self.step_budget = int(config.get("step_budget", 32 if not self.reflective else 96))
+        budgets = ExecutionConfig()  # the executor's: T proposals, plus M more in the RMTP
+        default = budgets.step_budget + (budgets.reflective_budget if self.reflective else 0)
+        self.step_budget = int(config.get("step_budget", default))
         self.max_len = int(config.get("max_len", 512))
         self.tok = Tokenizer()
         self._rng = random.Random(config.get("seed", 0))
@@ -53,17 +57,18 @@ class MTPEnv(gym.Env):
         step_text, closed, rest = text.partition("}")
         self.steps += 1
         info: dict[str, Any] = {"step": step_text}
-        if self.reflective and closed and NEGATIVE in rest:
+        verification = rest.strip("|") if self.reflective and closed else None
+        move = reflective_transition(self.task, self.state, step_text, bool(closed), verification)
+        if move.kind == "reject":
             info["rejected"] = True
             return self._observe(), 0.0, False, self.steps >= self.step_budget, info
-        t = self.task.transition(self.state, step_text) if closed else None
-        if t is None or not t.valid:
-            info["error"] = t.error if t is not None else "the step was not closed with '}'"
+        if move.kind == "invalid":
+            info["error"] = move.error
             return self._observe(), 0.0, True, False, info
-        if t.is_answer:
-            correct = self.task.check_answer(self.problem, t.answer or "")
-            return self._observe(), float(correct), True, False, {**info, "answer": t.answer, "correct": correct}
-        self.state = t.next_state or ""
+        if move.kind == "answer":
+            correct = self.task.check_answer(self.problem, move.answer or "")
+            return self._observe(), float(correct), True, False, {**info, "answer": move.answer, "correct": correct}
+        self.state = move.state
         info["state"] = self.state
         return self._observe(), 0.0, False, self.steps >= self.step_budget, info
 

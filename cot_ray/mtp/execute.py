@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 from cot_ray.mtp.policy import Completion, Policy, SamplingSpec, StreamingPolicy, as_stream
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
-from cot_ray.tasks import NEGATIVE, Problem, Task
+from cot_ray.mtp.transition import reflective_transition
+from cot_ray.tasks import Problem, Task
 from cot_ray.tokenizer import Tokenizer
 
 MODES: tuple[str, ...] = ("mtp", "rmtp", "rtbs")
@@ -253,28 +254,25 @@ class MTPExecutor:
         cfg, task, traj = s.batch.config, s.batch.task, s.trajectory
         traj.steps.append(r)
         s.proposals += 1
-        if r.verification is not None and NEGATIVE in r.verification:
+        move = reflective_transition(task, s.state, r.step, r.step_token_ids[-1:] == [self.tok.step_close_id],
+                                     r.verification)
+        if move.kind == "reject":
             r.rejected = True
             s.attempts += 1
             if cfg.mode == "rtbs" and s.attempts >= cfg.width:
                 r.backtrack = self._trace_back(s)
-        elif r.step_token_ids[-1:] != [self.tok.step_close_id]:
-            r.valid, r.error = False, "the step was not closed with '}' (output cut off)"
+        elif move.kind == "invalid":
+            r.valid, r.error = False, move.error
             self._finish(s, "invalid")
             return
+        elif move.kind == "answer":
+            traj.answer = move.answer
+            traj.correct = task.check_answer(traj.problem, move.answer or "")
+            self._finish(s, "answer")
+            return
         else:
-            t = task.transition(s.state, r.step)
-            if not t.valid:
-                r.valid, r.error = False, t.error
-                self._finish(s, "invalid")
-                return
-            if t.is_answer:
-                traj.answer = t.answer
-                traj.correct = task.check_answer(traj.problem, t.answer or "")
-                self._finish(s, "answer")
-                return
             s.stack.append((s.state, s.attempts + 1))
-            s.state, s.attempts = t.next_state or "", 0
+            s.state, s.attempts = move.state, 0
         limit = cfg.step_budget + (cfg.reflective_budget if cfg.reflective else 0)
         if s.proposals >= limit:
             self._finish(s, "budget")

@@ -10,9 +10,9 @@ verifier's ground truth for the same step:
 As in the paper, e+ and e- are averaged over reasoning states and count only the first attempt
 at each state (``attempt == 0``), so a policy stuck repeating one error at one state does not
 weigh more than any other state. Only steps with a non-empty verification count (an empty or
-missing one is no judgement). A verification rejects a step if it has any ✗, the same rule the
-executor applies. "Wrong" is the expert verifier's local judgement of the step at its state, as
-the oracle the paper uses.
+missing one is no judgement). A verification rejects a step by the executor's own rule
+(:func:`cot_ray.mtp.transition.rejects`: any ✗). "Wrong" is the expert verifier's local
+judgement of the step at its state, as the oracle the paper uses.
 
 Counts are returned with the rates so evaluations of many shards can be added up.
 """
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from cot_ray.mtp.trajectory import Trajectory
-from cot_ray.tasks import NEGATIVE
+from cot_ray.mtp.transition import rejects
 from cot_ray.verify.verifier import ExpertVerifier
 
 
@@ -80,9 +80,9 @@ def verification_counts(trajectories: Iterable[Trajectory], detailed: bool = Fal
 def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier, revisions: bool) -> VerificationCounts:
     judged = [s for s in traj.steps if (s.attempt > 0 if revisions else s.attempt == 0) and s.verification]
     truth = verifier.label_steps(traj.problem.task, judged, detailed=detailed)
-    rejects = [NEGATIVE in str(s.verification) for s in judged]
-    right = [r for r, t in zip(rejects, truth) if t.ok]
-    wrong = [not r for r, t in zip(rejects, truth) if not t.ok]
+    rejected = [rejects(s.verification) for s in judged]
+    right = [r for r, t in zip(rejected, truth) if t.ok]
+    wrong = [not r for r, t in zip(rejected, truth) if not t.ok]
     return VerificationCounts(
         steps=len(traj.steps), reflected=traj.n_reflections,
         wrong=len(wrong), wrong_accepted=sum(wrong), right=len(right), right_rejected=sum(right),
