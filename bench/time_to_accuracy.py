@@ -35,7 +35,8 @@ from cot_ray.stats import wilson
 from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer
 from cot_ray.train.data import length_grouped_batches, pad_examples, sft_batch
-from cot_ray.train.loop import lr_at, make_optimizer, supervised_step
+from cot_ray.train.harness import lr_at
+from cot_ray.train.loop import make_optimizer, supervised_step
 
 
 def curve(layout: str, args: argparse.Namespace, out: Path) -> list[dict]:

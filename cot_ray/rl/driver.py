@@ -15,7 +15,6 @@ queries: dynamic filtering) and the time split generate / score / learn / weight
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import threading
@@ -29,15 +28,14 @@ from cot_ray.mtp import ExecutionConfig, Trajectory
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
-from cot_ray.tracking import Tracker
 from cot_ray.train.checkpoints import latest_checkpoint
-from cot_ray.train.loop import rows_up_to
+from cot_ray.train.harness import MetricsLog
 
 log = logging.getLogger(__name__)
 CONTROL_TIMEOUT_S = 1800.0
 FIELDS = ["update", "policy_version", "reward", "accuracy", "reflection", "e_plus", "e_minus", "kl", "entropy",
-          "clip_frac", "loss", "value_loss", "tokens", "dropped", "flat_groups", "rounds", "generate_s", "score_s",
-          "learn_s", "sync_s", "learner_idle_s", "step_s"]
+          "clip_frac", "loss", "value_loss", "lr", "tokens", "dropped", "flat_groups", "rounds", "generate_s",
+          "score_s", "learn_s", "sync_s", "learner_idle_s", "step_s", "tokens_per_s"]
 
 
 def queries(config: PipelineConfig, update: int, round_: int = 0) -> tuple[str, list]:
@@ -147,7 +145,8 @@ class _Learner:
         self.queues = [Queue(maxsize=2) for _ in range(rl.workers)]
         self.control = Queue()
         loop_cfg = {**rl.model_dump(), "init": init, "out_dir": str(out), "threads": rl.cpus_per_worker,
-                    "queues": self.queues, "control": self.control, "steps": rl.updates, "warmup_steps": 1}
+                    "queues": self.queues, "control": self.control, "steps": rl.updates, "warmup_steps": 1,
+                    "stage": "rl"}
         self.trainer = TorchTrainer(
             rl_loop_per_worker, train_loop_config=loop_cfg,
             scaling_config=ScalingConfig(num_workers=rl.workers, use_gpu=rl.use_gpu,
@@ -206,17 +205,8 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
     policy stays ``init``. ``on_done(pool)`` runs after the last update, while the rollout pool
     (holding the final weights) is still up: evaluation without another engine start.
     """
-    import ray
-    from tqdm import tqdm
-
-    from cot_ray.raycluster import ensure_ray
-    from cot_ray.rollout.pool import pool_from_config
-    from cot_ray.verify import RewardModel, actor_class, verification_counts
-
-    rl = config.rl
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ensure_ray()
     latest = latest_checkpoint(out)
     start = 0
     if latest is not None:
@@ -224,96 +214,132 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
 
         start = torch.load(latest / "trainer_state.pt", map_location="cpu", weights_only=False)["step"]
         log.info("rl: resuming from %s at update %d", latest, start)
-    if start >= rl.updates and (out / "final" / "model.safetensors").exists():
+    if start >= config.rl.updates and (out / "final" / "model.safetensors").exists():
         return out / "final"
-    reward = actor_class(RewardModel, num_cpus=0).remote()
-    pool = pool_from_config(config.rollout, str(latest or init), num_workers=rl.rollout_workers,
-                            worker_cpus=rl.rollout_cpus, version=start)
-    learner = _Learner(rl, init, out)
-    metrics_path = out / "metrics.csv"
-    kept = rows_up_to(metrics_path, start)  # a killed run may have logged past its last checkpoint
-    fh = open(metrics_path, "w", newline="")
-    writer = csv.DictWriter(fh, fieldnames=FIELDS)
-    writer.writeheader()
-    csv.writer(fh).writerows(kept)
-    tracker = Tracker(out / "tensorboard")
-    bar = tqdm(total=rl.updates, initial=start, desc=f"rl {rl.algorithm} {mode}", unit="update", disable=not progress)
-    try:
-        pool.wait_ready()
-        version = start
-
-        def sample(update: int) -> dict[str, Any]:
-            """Sample and score one update's batch. GRPO with ``filter_flat_groups`` keeps only
-            groups whose rewards differ, drawing fresh queries (up to ``max_resample_rounds``
-            more times) until it has ``queries_per_update`` of them; if it never does, flat
-            groups fill the batch. Reward and accuracy are logged on the first round's queries
-            alone, an unbiased sample of the training distribution."""
-            filtering = rl.algorithm == "grpo" and rl.filter_flat_groups
-            groups, times = GroupFilter(rl.queries_per_update, filtering), [0.0, 0.0]
-            for round_ in range(rl.max_resample_rounds + 1 if filtering else 1):
-                t0 = time.perf_counter()
-                task_name, problems = queries(config, update, round_)
-                trajs = pool.run(task_name, problems, _execution(rl, mode, update, round_),
-                                 unit_size=config.rollout.unit_size)
-                t1 = time.perf_counter()
-                rewards, first_errors = ray.get([reward.rewards.remote(trajs), reward.first_errors.remote(trajs)])
-                times[0], times[1] = times[0] + t1 - t0, times[1] + time.perf_counter() - t1
-                if round_ == 0:
-                    logged = (trajs, rewards)
-                groups.add(trajs, rewards, first_errors)
-                if groups.full:
-                    break
-            trajs, rewards, first_errors = groups.batch()
-            return {"update": update, "trajs": logged[0], "rewards": logged[1],
-                    "seqs": build_experience(trajs, rewards, first_errors, rl),
-                    "version": min(t.policy_version for t in trajs), "generate_s": times[0], "score_s": times[1],
-                    "flat_groups": groups.flat_share, "rounds": round_ + 1}
-
-        update = start
-        t_last = time.perf_counter()  # step_s: wall time per update, sampling included
-        batch = sample(update)
-        while update < rl.updates:
-            dropped = 0
-            while batch["version"] < version - rl.max_staleness:  # async only: too stale, resample
-                dropped += 1
-                batch = sample(update)
-            learner.push(shard(batch["seqs"], rl.workers))
-            if rl.asynchronous and update + 1 < rl.updates:
-                following = sample(update + 1)  # overlaps with the learner working on this batch
-            msg = learner.poll(None)
-            t_sync = time.perf_counter()
-            pool.update_weights(msg["path"], msg["version"])
-            sync_s = time.perf_counter() - t_sync
-            version = msg["version"]
-            counts = verification_counts(batch["trajs"])
-            row = {
-                "update": update + 1, "policy_version": batch["version"],
-                "reward": sum(batch["rewards"]) / len(batch["rewards"]),
-                "accuracy": sum(t.correct for t in batch["trajs"]) / len(batch["trajs"]),
-                "reflection": counts.reflection_frequency, "e_plus": counts.e_plus, "e_minus": counts.e_minus,
-                "kl": msg["kl"], "entropy": msg["entropy"], "clip_frac": msg["clip_frac"], "loss": msg["loss"],
-                "value_loss": msg["value_loss"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
-                "dropped": dropped, "flat_groups": batch["flat_groups"], "rounds": batch["rounds"],
-                "generate_s": batch["generate_s"], "score_s": batch["score_s"],
-                "learn_s": msg["learn_s"], "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"],
-                "step_s": time.perf_counter() - t_last,
-            }
-            t_last = time.perf_counter()
-            writer.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
-            fh.flush()
-            tracker.log(update + 1, row)
-            bar.update(1)
-            bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
-            update += 1
-            if update < rl.updates:
-                batch = following if rl.asynchronous else sample(update)
-        learner.close()
-        if on_done is not None:
-            on_done(pool)
-    finally:
-        bar.close()
-        fh.close()
-        tracker.close()
-        pool.shutdown()
-        ray.kill(reward)
+    _Controller(config, init, mode, out, start, str(latest or init)).run(progress, on_done)
     return out / "final"
+
+
+class _Controller:
+    """The single controller of one RL run. Each update reads top to bottom in :meth:`run`:
+    :meth:`sample` (pool) -> :meth:`score` (reward actor) -> :meth:`learn` (push to the learner,
+    wait for its new version) -> :meth:`sync` (new weights into the pool) -> one metrics row."""
+
+    def __init__(self, config: PipelineConfig, init: str, mode: str, out: Path, start: int, weights: str) -> None:
+        from cot_ray.raycluster import ensure_ray
+        from cot_ray.rollout.pool import pool_from_config
+        from cot_ray.verify import RewardModel, actor_class
+
+        self.config, self.rl, self.mode, self.start = config, config.rl, mode, start
+        ensure_ray()
+        self.reward = actor_class(RewardModel, num_cpus=0).remote()
+        self.pool = pool_from_config(config.rollout, weights, num_workers=self.rl.rollout_workers,
+                                     worker_cpus=self.rl.rollout_cpus, version=start)
+        self.learner = _Learner(self.rl, init, out)
+        self.metrics = MetricsLog(out, FIELDS, start)
+
+    def run(self, progress: bool, on_done: Callable[[Any], Any] | None) -> None:
+        import ray
+        from tqdm import tqdm
+
+        rl = self.rl
+        bar = tqdm(total=rl.updates, initial=self.start, desc=f"rl {rl.algorithm} {self.mode}", unit="update",
+                   disable=not progress)
+        try:
+            self.pool.wait_ready()
+            version, t_last = self.start, time.perf_counter()
+            batch = self.sample(self.start)
+            for update in range(self.start, rl.updates):
+                dropped = 0
+                while batch["version"] < version - rl.max_staleness:  # async only: too stale, resample
+                    dropped += 1
+                    batch = self.sample(update)
+                following = None
+                if rl.asynchronous and update + 1 < rl.updates:
+                    self.learner.push(shard(batch["seqs"], rl.workers))
+                    following = self.sample(update + 1)  # overlaps with the learner working on this batch
+                    msg = self.learner.poll(None)
+                else:
+                    msg = self.learn(batch)
+                sync_s = self.sync(msg)
+                version = msg["version"]
+                row = self.row(update, batch, msg, dropped, sync_s, time.perf_counter() - t_last)
+                t_last = time.perf_counter()
+                self.metrics.log(update + 1, row)
+                bar.update(1)
+                bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
+                if update + 1 < rl.updates:
+                    batch = following if following is not None else self.sample(update + 1)
+            self.learner.close()
+            if on_done is not None:
+                on_done(self.pool)
+        finally:
+            bar.close()
+            self.metrics.close()
+            self.pool.shutdown()
+            ray.kill(self.reward)
+
+    def sample(self, update: int) -> dict[str, Any]:
+        """Sample and score one update's batch. GRPO with ``filter_flat_groups`` keeps only groups
+        whose rewards differ, drawing fresh queries (up to ``max_resample_rounds`` more times)
+        until it has ``queries_per_update`` of them; if it never does, flat groups fill the
+        batch. Reward and accuracy are logged on the first round's queries alone, an unbiased
+        sample of the training distribution."""
+        rl = self.rl
+        filtering = rl.algorithm == "grpo" and rl.filter_flat_groups
+        groups, times = GroupFilter(rl.queries_per_update, filtering), [0.0, 0.0]
+        for round_ in range(rl.max_resample_rounds + 1 if filtering else 1):
+            t0 = time.perf_counter()
+            task_name, problems = queries(self.config, update, round_)
+            trajs = self.pool.run(task_name, problems, _execution(rl, self.mode, update, round_),
+                                  unit_size=self.config.rollout.unit_size)
+            t1 = time.perf_counter()
+            rewards, first_errors = self.score(trajs)
+            times[0], times[1] = times[0] + t1 - t0, times[1] + time.perf_counter() - t1
+            if round_ == 0:
+                logged = (trajs, rewards)
+            groups.add(trajs, rewards, first_errors)
+            if groups.full:
+                break
+        trajs, rewards, first_errors = groups.batch()
+        return {"trajs": logged[0], "rewards": logged[1], "seqs": build_experience(trajs, rewards, first_errors, rl),
+                "version": min(t.policy_version for t in trajs), "generate_s": times[0], "score_s": times[1],
+                "flat_groups": groups.flat_share, "rounds": round_ + 1}
+
+    def score(self, trajs: list[Trajectory]) -> tuple[list[float], list[int | None]]:
+        """The reward actor's outcome rewards, and the index of each trajectory's first wrong step
+        (early truncation of the experience)."""
+        import ray
+
+        return tuple(ray.get([self.reward.rewards.remote(trajs), self.reward.first_errors.remote(trajs)]))
+
+    def learn(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Stream the batch's experience to the learner workers; wait for the version it makes."""
+        self.learner.push(shard(batch["seqs"], self.rl.workers))
+        return self.learner.poll(None)
+
+    def sync(self, msg: dict[str, Any]) -> float:
+        """Load the learner's new weights into every rollout worker; returns the seconds it took."""
+        t0 = time.perf_counter()
+        self.pool.update_weights(msg["path"], msg["version"])
+        return time.perf_counter() - t0
+
+    @staticmethod
+    def row(update: int, batch: dict[str, Any], msg: dict[str, Any], dropped: int, sync_s: float,
+            step_s: float) -> dict[str, Any]:
+        """The metrics row of one update (``FIELDS``)."""
+        from cot_ray.verify import verification_counts
+
+        counts = verification_counts(batch["trajs"])
+        return {
+            "update": update + 1, "policy_version": batch["version"],
+            "reward": sum(batch["rewards"]) / len(batch["rewards"]),
+            "accuracy": sum(t.correct for t in batch["trajs"]) / len(batch["trajs"]),
+            "reflection": counts.reflection_frequency, "e_plus": counts.e_plus, "e_minus": counts.e_minus,
+            "kl": msg["kl"], "entropy": msg["entropy"], "clip_frac": msg["clip_frac"], "loss": msg["loss"],
+            "value_loss": msg["value_loss"], "lr": msg["lr"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
+            "dropped": dropped, "flat_groups": batch["flat_groups"], "rounds": batch["rounds"],
+            "generate_s": batch["generate_s"], "score_s": batch["score_s"], "learn_s": msg["learn_s"],
+            "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"], "step_s": step_s,
+            "tokens_per_s": sum(t.n_tokens for t in batch["trajs"]) / max(step_s, 1e-9),
+        }

@@ -8,16 +8,17 @@ The reference policy for the KL term is the frozen initial policy.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from cot_ray.rl.experience import Sequence
 from cot_ray.rl.losses import gae, masked_mean, policy_loss
-from cot_ray.train.loop import lr_at
+from cot_ray.train.checkpoints import save_final
+from cot_ray.train.harness import Harness, unwrap
 
 QUEUE_TIMEOUT_S = 3600.0
 
@@ -109,102 +110,98 @@ def ppo_targets(value_model, seqs: list[Sequence], pad_id: int, gamma: float, la
 
 
 def rl_loop_per_worker(cfg: dict[str, Any]) -> None:
+    """The learner inside one Ray Train worker: the harness around :func:`policy_step`. Each
+    queue message is one batch of sequences; each batch makes one policy version."""
     import ray
-    import ray.train
-    import ray.train.torch
 
     from cot_ray.model import load_model
     from cot_ray.tokenizer import Tokenizer
-    from cot_ray.train.checkpoints import STATE_FILE, latest_checkpoint, save_checkpoint_dir, save_final
 
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    torch.set_num_threads(max(1, int(cfg["threads"])))
-    out = Path(cfg["out_dir"])
-    latest = latest_checkpoint(out)
-    policy = load_model(latest or cfg["init"])
-    ref = load_model(cfg["init"]).eval().requires_grad_(False).to(ray.train.torch.get_device())
+    h = Harness(cfg)
     ppo = cfg["algorithm"] == "ppo"
-    value = ValueModel(policy) if ppo else None
-    version = 0
-    if latest is not None:
-        state = torch.load(latest / STATE_FILE, map_location="cpu", weights_only=False)
-        version = state["step"]
-        if value is not None and "value" in state:
-            value.load_state_dict(state["value"])
-    policy = ray.train.torch.prepare_model(policy)
+    value = ValueModel(h.model) if ppo else None
+    if value is not None and "value" in h.state:
+        value.load_state_dict(h.state["value"])
+    ref = h.frozen(load_model(cfg["init"]))
+    policy = h.model = h.prepare(h.model)
     params = list(policy.parameters())
     if value is not None:
-        value = ray.train.torch.prepare_model(value)
+        value = h.prepare(value)
         params += list(value.parameters())
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.95), weight_decay=0.0)
-    if latest is not None:
-        opt.load_state_dict(state["optimizer"])
-    unwrapped = policy.module if hasattr(policy, "module") else policy
-    pad_id = Tokenizer().pad_id
-    queue, control = cfg["queues"][rank], cfg["control"]
+    h.resume(opt)
+    version, pad_id = h.start, Tokenizer().pad_id
+    queue, control = cfg["queues"][h.rank], cfg["control"]
     while True:
         t_wait = time.perf_counter()
         msg = queue.get(timeout=QUEUE_TIMEOUT_S)
         idle = time.perf_counter() - t_wait
         if msg is None:
             break
-        seqs: list[Sequence] = ray.get(msg["ref"])[rank]
+        seqs: list[Sequence] = ray.get(msg["ref"])[h.rank]
         t0 = time.perf_counter()
-        lr = lr_at(version, cfg)  # cfg carries steps = planned updates, warmup_steps
-        for group in opt.param_groups:
-            group["lr"] = lr
-        stats = _update(policy, ref, value, opt, seqs, cfg, pad_id, version)
+        lr = h.set_lr(opt, version)  # cfg carries steps = planned updates, warmup_steps
+        stats = _update(h, policy, ref, value, opt, seqs, cfg, pad_id, version)
         version += 1
         learn_s = time.perf_counter() - t0
-        if rank == 0:
+        if h.leader:
             t1 = time.perf_counter()
-            weights = save_final(out / "weights" / f"v{version:06d}", unwrapped)
-            for old in sorted((out / "weights").glob("v*"))[:-2]:
+            weights = save_final(h.out / "weights" / f"v{version:06d}", unwrap(policy))
+            for old in sorted((h.out / "weights").glob("v*"))[:-2]:
                 shutil.rmtree(old, ignore_errors=True)
-            if version % cfg["checkpoint_every"] == 0:
-                extra = {"value": (value.module if hasattr(value, "module") else value).state_dict()} if ppo else {}
-                save_checkpoint_dir(out, version, unwrapped, opt.state_dict(), extra, keep=2)
+            h.checkpoint(version, opt, {"value": unwrap(value).state_dict()} if ppo else {})
             control.put({"version": version, "path": str(weights), "learn_s": learn_s, "idle_s": idle,
                          "save_s": time.perf_counter() - t1, "lr": lr, **stats})
-    if rank == 0:
-        save_final(out, unwrapped)
+    h.finish()
 
 
-def _update(policy, ref, value, opt, seqs: list[Sequence], cfg: dict[str, Any], pad_id: int,
+def _update(h: Harness, policy, ref, value, opt, seqs: list[Sequence], cfg: dict[str, Any], pad_id: int,
             version: int) -> dict[str, float]:
-    """``epochs`` passes of minibatch updates over this worker's sequences."""
+    """``epochs`` passes of minibatch :func:`policy_step` over this worker's sequences."""
     mb = cfg["minibatch_size"]
     warmup = value is not None and version < cfg["value_warmup_updates"]
     targets = ppo_targets(value, seqs, pad_id, cfg["gamma"], cfg["lam"], mb) if value is not None else None
-    device = next(policy.parameters()).device
-    sums: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "value_loss": 0.0}
+    sums: dict[str, float] = {}
     n = 0
     for epoch in range(cfg["epochs"]):
         order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(version * 1000 + epoch)).tolist()
         for k in range(0, len(seqs), mb):
             idx = order[k:k + mb]
-            batch = {name: t.to(device) for name, t in pad([seqs[i] for i in idx], pad_id,
-                                                             [targets[i] for i in idx] if targets else None).items()}
-            mask = batch["train_mask"]
-            logp, entropy = token_logp(policy, batch["x"], batch["y"])
-            with torch.no_grad():
-                ref_logp, _ = token_logp(ref, batch["x"], batch["y"])
-            if value is not None:
-                v_loss = masked_mean((value(batch["x"]) - batch["returns"]) ** 2, mask)
-                adv = batch["ppo_advantage"] * batch["adv_mask"]
-            else:
-                adv, v_loss = batch["advantage"] * batch["adv_mask"], torch.zeros(())
-            p_loss, diag = policy_loss(logp, batch["old_logp"], ref_logp, adv, mask, cfg["clip"], cfg["kl_coef"])
-            loss = cfg["value_coef"] * v_loss + (0.0 * p_loss if warmup else p_loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg["grad_clip"])
-            opt.step()
-            sums["loss"] += float(p_loss.detach())
-            sums["value_loss"] += float(v_loss.detach())
-            sums["kl"] += diag["kl"]
-            sums["clip_frac"] += diag["clip_frac"]
-            sums["entropy"] += float(masked_mean(entropy, mask))
+            padded = pad([seqs[i] for i in idx], pad_id, [targets[i] for i in idx] if targets else None)
+            batch = dict(zip(padded, h.to_device(padded.values())))
+            for name, x in policy_step(policy, ref, value, opt, batch, cfg, warmup, h.autocast).items():
+                sums[name] = sums.get(name, 0.0) + x
             n += 1
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def policy_losses(policy, ref, value, batch: dict[str, torch.Tensor], cfg: dict[str, Any],
+                  autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """GRPO's (or PPO's) losses and diagnostics on one minibatch, as tensors on the model's device:
+    ``policy`` (clipped surrogate with the KL to ``ref``), ``value`` (PPO's critic, else 0),
+    ``kl``, ``clip_frac`` and ``entropy``."""
+    mask = batch["train_mask"]
+    with autocast():
+        logp, entropy = token_logp(policy, batch["x"], batch["y"])
+        with torch.no_grad():
+            ref_logp, _ = token_logp(ref, batch["x"], batch["y"])
+        if value is not None:
+            v_loss = masked_mean((value(batch["x"]).float() - batch["returns"]) ** 2, mask)
+            adv = batch["ppo_advantage"] * batch["adv_mask"]
+        else:
+            adv, v_loss = batch["advantage"] * batch["adv_mask"], torch.zeros((), device=mask.device)
+    p_loss, diag = policy_loss(logp, batch["old_logp"], ref_logp, adv, mask, cfg["clip"], cfg["kl_coef"])
+    return {"policy": p_loss, "value": v_loss, "entropy": masked_mean(entropy, mask).detach(), **diag}
+
+
+def policy_step(policy, ref, value, opt, batch: dict[str, torch.Tensor], cfg: dict[str, Any], warmup: bool,
+                autocast=contextlib.nullcontext) -> dict[str, float]:
+    """One optimiser step on :func:`policy_losses` (PPO's critic warm-up trains the value alone)."""
+    losses = policy_losses(policy, ref, value, batch, cfg, autocast)
+    loss = cfg["value_coef"] * losses["value"] + (0.0 * losses["policy"] if warmup else losses["policy"])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg["grad_clip"])
+    opt.step()
+    return {"loss": float(losses["policy"].detach()), "value_loss": float(losses["value"].detach()),
+            "kl": float(losses["kl"]), "clip_frac": float(losses["clip_frac"]), "entropy": float(losses["entropy"])}

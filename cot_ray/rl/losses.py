@@ -42,13 +42,14 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip: float, kl_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """-(surrogate - beta KL), averaged over trained tokens, and diagnostics."""
+                mask: torch.Tensor, clip: float, kl_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-(surrogate - beta KL), averaged over trained tokens, and diagnostics (detached tensors on
+    the loss's device: reading them is left to the caller, so nothing here forces a device sync)."""
     surrogate, ratio = clipped_surrogate(logp, old_logp, advantages, clip)
     kl = kl_k3(logp, ref_logp)
     loss = -masked_mean(surrogate - kl_coef * kl, mask)
     clipped = ((ratio - 1).abs() > clip).float()
-    return loss, {"kl": float(masked_mean(kl, mask).detach()), "clip_frac": float(masked_mean(clipped, mask))}
+    return loss, {"kl": masked_mean(kl, mask).detach(), "clip_frac": masked_mean(clipped, mask).detach()}
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,165 @@
+"""The worker harness every training loop runs in: stages I-III (supervised) and the RL learner.
+
+A Ray Train worker does the same things around its step function whatever it trains, so they
+live here once:
+
+- device placement: the model through ``prepare_model`` (DDP, the worker's device) and every
+  batch through :meth:`Harness.to_device`;
+- bf16 autocast on GPUs that support it (``precision``), fp32 elsewhere;
+- resume: the model from the stage's latest checkpoint, else from ``init``, else freshly built,
+  and the optimizer state and step from that checkpoint;
+- the learning-rate schedule (linear warm-up, cosine decay);
+- checkpoints (rank 0, every ``checkpoint_every`` steps) and the final HF folder;
+- metrics: ``metrics.csv`` (cut back to the resumed step) and TensorBoard events, rank 0 only.
+
+The loops themselves (:mod:`cot_ray.train.loop`, :mod:`cot_ray.rl.learner`) only say where the
+next batch comes from and which step function consumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from cot_ray.tracking import Tracker
+from cot_ray.train.checkpoints import STATE_FILE, latest_checkpoint, save_checkpoint_dir, save_final
+
+
+def lr_at(step: int, cfg: dict[str, Any]) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
+    warmup, total = cfg["warmup_steps"], cfg["steps"]
+    if step < warmup:
+        return cfg["lr"] * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return cfg["min_lr"] + 0.5 * (cfg["lr"] - cfg["min_lr"]) * (1 + math.cos(math.pi * progress))
+
+
+def rows_up_to(path: Path, step: int) -> list[list[str]]:
+    """The data rows of an existing metrics CSV with step <= ``step``."""
+    if step == 0 or not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in list(csv.reader(f))[1:] if row and int(row[0]) <= step]
+
+
+class MetricsLog:
+    """``metrics.csv`` plus TensorBoard events under one folder. On resume the CSV keeps the rows
+    up to the resumed step (a killed run may have logged past its last checkpoint)."""
+
+    def __init__(self, folder: Path, fields: list[str], start: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = rows_up_to(folder / "metrics.csv", start)
+        self.fields = fields
+        self._fh = open(folder / "metrics.csv", "w", newline="")
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(fields)
+        self._csv.writerows(kept)
+        self._tracker = Tracker(folder / "tensorboard")
+
+    def log(self, step: int, row: dict[str, Any]) -> None:
+        """One CSV row (the ``fields``; floats to 5 significant digits) and every number to TensorBoard."""
+        self._csv.writerow([f"{row[k]:.5g}" if isinstance(row.get(k), float) else row.get(k, "")
+                            for k in self.fields])
+        self._fh.flush()
+        self._tracker.log(step, row)
+
+    def close(self) -> None:
+        self._fh.close()
+        self._tracker.close()
+
+
+class Harness:
+    """One Ray Train worker's training life: see the module docstring.
+
+    ``start`` is the step (or RL version) to continue from and ``state`` the extra entries of
+    the checkpoint it resumed from ({} on a fresh start), e.g. PPO's critic.
+    """
+
+    def __init__(self, cfg: dict[str, Any], build: Callable[[], Any] | None = None) -> None:
+        import ray.train
+        import ray.train.torch
+        import torch
+
+        from cot_ray.model import load_model
+
+        self.cfg = cfg
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        torch.set_num_threads(max(1, int(cfg["threads"])))
+        self.device = ray.train.torch.get_device()
+        self.use_bf16 = (self.device.type == "cuda" and cfg.get("precision", "auto") in ("auto", "bf16")
+                         and torch.cuda.is_bf16_supported())
+        self.out = Path(cfg["out_dir"])
+        self.latest = latest_checkpoint(self.out)
+        source = self.latest or cfg.get("init")
+        if source is None and build is None:
+            raise ValueError(f"{self.out}: no checkpoint to resume, no init and nothing to build a model from")
+        self.model = load_model(source) if source else build()
+        self.state: dict[str, Any] = {}
+        self.start = 0
+        if self.latest is not None:
+            self.state = torch.load(self.latest / STATE_FILE, map_location="cpu", weights_only=False)
+            self.start = self.state["step"]
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def prepare(self, module):
+        """Put a trainable module on this worker's device (DDP-wrapped across workers)."""
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(module)
+
+    def frozen(self, module):
+        """A module that is only evaluated (the RL reference policy): on the device, no grads."""
+        return module.eval().requires_grad_(False).to(self.device)
+
+    def resume(self, opt) -> None:
+        """Load the optimizer state of the checkpoint this worker resumed from, if any."""
+        if "optimizer" in self.state:
+            opt.load_state_dict(self.state["optimizer"])
+        if self.latest is not None and self.leader:
+            print(f"[{self.cfg['stage']}] resuming from {self.latest} at step {self.start}", flush=True)
+
+    def set_lr(self, opt, step: int) -> float:
+        lr = lr_at(step, self.cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def to_device(self, tensors: Iterable) -> list:
+        """Every tensor of a batch on the model's device."""
+        return [t.to(self.device) for t in tensors]
+
+    def autocast(self):
+        """bf16 autocast where the device supports it, else a no-op context."""
+        import torch
+
+        if not self.use_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def metrics(self, fields: list[str]) -> MetricsLog | None:
+        """Rank 0's metrics log (None on other ranks)."""
+        return MetricsLog(self.out, fields, self.start) if self.leader else None
+
+    def checkpoint(self, step: int, opt, extra: dict[str, Any], last: bool = False) -> None:
+        """Rank 0 saves a resumable checkpoint every ``checkpoint_every`` steps (and at the ``last``)."""
+        if self.leader and (step % self.cfg["checkpoint_every"] == 0 or last):
+            save_checkpoint_dir(self.out, step, unwrap(self.model), opt.state_dict(), extra,
+                                keep=self.cfg.get("keep_checkpoints", 2))
+
+    def finish(self) -> None:
+        """Rank 0 writes the final HF folder the next stage (and vLLM) reads."""
+        if self.leader:
+            save_final(self.out, unwrap(self.model))
+
+
+def unwrap(model):
+    """The module inside a DDP wrapper (what checkpoints store)."""
+    return model.module if hasattr(model, "module") else model
