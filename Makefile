@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/cpu-small.yaml
 RUN ?= runs/cpu-small
 
-.PHONY: venv run test lint bench lock clean
+.PHONY: venv run test lint bench gpu-check lock clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/corpus_throughput.py
+
+# The GPU check runs with the GPU machine's own python and CUDA torch (no venv, no Ray, no vLLM).
+gpu-check:
+	$(PYTHON) bench/gpu_check.py
 
 # Refresh the pinned constraints from the current environment.
 lock: $(STAMP)

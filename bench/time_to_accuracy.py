@@ -34,7 +34,8 @@ from cot_ray.rollout.engines import TorchPolicy
 from cot_ray.stats import wilson
 from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer
-from cot_ray.train.data import length_grouped_batches, pad_examples, sft_batch
+from cot_ray.train.batches import length_grouped_batches, pad_examples
+from cot_ray.train.data import sft_batch
 from cot_ray.train.harness import lr_at
 from cot_ray.train.loop import make_optimizer, supervised_step
 

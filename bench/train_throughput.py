@@ -23,7 +23,7 @@ def plain_loop(stream: np.ndarray, args, threads: int) -> float:
     import torch
 
     from cot_ray.model import build_model
-    from cot_ray.train.data import random_windows
+    from cot_ray.train.batches import random_windows
 
     torch.set_num_threads(threads)
     model = build_model(args.size)

@@ -12,45 +12,10 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
-
-from cot_ray.train.data import length_grouped_batches, pad_examples, random_windows
+from cot_ray.train.batches import Batches
 from cot_ray.train.harness import Harness
 
 log = logging.getLogger(__name__)
-
-
-class Batches:
-    """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
-
-    def __init__(self, examples: list[tuple[list[int], int]], cfg: dict[str, Any], rank: int, world: int):
-        from cot_ray.tokenizer import Tokenizer
-
-        if not examples:
-            raise ValueError("this worker received no training examples; use fewer workers or more data")
-        self.cfg, self.rank = cfg, rank
-        self.batch = max(1, cfg["batch_size"] // world)
-        self.pad = Tokenizer().pad_id
-        self.windows = cfg["stage"] == "pretrain"
-        if self.windows:
-            self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
-        else:
-            self.examples = examples
-            self.lengths = np.array([len(ids) for ids, _ in examples])
-            self._epoch, self._batches = -1, []
-        self.tokens = sum(len(ids) for ids, _ in examples)
-
-    def __call__(self, step: int) -> tuple[np.ndarray, ...]:
-        seed = self.cfg["seed"]
-        if self.windows:
-            rng = np.random.default_rng([seed, self.rank, step])
-            return random_windows(self.stream, self.cfg["block_size"], self.batch, rng)
-        epoch, k = divmod(step, self.cfg["steps_per_epoch"])
-        if self._epoch != epoch:
-            rng = np.random.default_rng([seed, self.rank, epoch])
-            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
-        picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
-        return pad_examples(picked, self.pad, self.cfg["max_len"])
 
 
 def _load_examples(shard) -> list[tuple[list[int], int]]:

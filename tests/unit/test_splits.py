@@ -5,7 +5,7 @@ from cot_ray.config import PipelineConfig
 from cot_ray.data.corpus import make_table
 from cot_ray.data.splits import held_out, held_out_of, key, make_problem, problems
 from cot_ray.tasks import get_task
-from cot_ray.train.data import length_grouped_batches
+from cot_ray.train.batches import length_grouped_batches
 
 mult = get_task("mult")
 

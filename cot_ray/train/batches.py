@@ -1,0 +1,87 @@
+"""Each training step's batch, drawn from a worker's examples (numpy only: no Arrow, no torch).
+
+Stage I draws random context windows from one token stream; stages II-III draw padded
+(prompt, target) examples in length-grouped batches. Which batch a step gets depends only on
+(seed, worker rank, step), so a resumed run sees exactly the data the killed run would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def random_windows(stream: np.ndarray, block: int, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``batch`` windows of ``block + 1`` tokens at random offsets: inputs, targets, loss mask."""
+    if len(stream) <= block + 1:
+        raise ValueError(f"the token stream ({len(stream)} tokens) is shorter than one window ({block + 1})")
+    starts = rng.integers(0, len(stream) - block - 1, size=batch)
+    windows = np.stack([stream[s:s + block + 1] for s in starts])
+    return windows[:, :-1], windows[:, 1:], np.ones((batch, block), dtype=np.float32)
+
+
+def length_grouped_batches(lengths: np.ndarray, batch: int, rng: np.random.Generator,
+                           group: int = 32) -> list[np.ndarray]:
+    """One epoch of batches, each of examples of similar length, in random order.
+
+    A random permutation is cut into chunks of ``group`` batches; each chunk is sorted by length
+    and cut into batches; the batches are shuffled. Padding then wastes little (mult steps run
+    from 20 to 250 tokens, and a batch is as wide as its longest example), while every epoch
+    still sees every example once, in an order fixed by ``rng``.
+    """
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch * group):
+        chunk = order[start:start + batch * group]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[k:k + batch] for k in range(0, len(chunk), batch)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: int) -> tuple[np.ndarray, ...]:
+    """Right-pad examples into inputs, targets and a mask that is 1 on target tokens only."""
+    width = min(max(len(ids) for ids, _ in examples), max_len + 1) - 1
+    x = np.full((len(examples), width), pad_id, dtype=np.int64)
+    y = np.full((len(examples), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(examples), width), dtype=np.float32)
+    for row, (ids, start) in enumerate(examples):
+        ids = ids[: width + 1]
+        n = len(ids) - 1
+        x[row, :n] = ids[:-1]
+        y[row, :n] = ids[1:]
+        mask[row, max(start - 1, 0):n] = 1.0  # predicting ids[start:] from position start-1 on
+    return x, y, mask
+
+
+class Batches:
+    """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
+
+    def __init__(self, examples: list[tuple[list[int], int]], cfg: dict[str, Any], rank: int, world: int):
+        from cot_ray.tokenizer import Tokenizer
+
+        if not examples:
+            raise ValueError("this worker received no training examples; use fewer workers or more data")
+        self.cfg, self.rank = cfg, rank
+        self.batch = max(1, cfg["batch_size"] // world)
+        self.pad = Tokenizer().pad_id
+        self.windows = cfg["stage"] == "pretrain"
+        if self.windows:
+            self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
+        else:
+            self.examples = examples
+            self.lengths = np.array([len(ids) for ids, _ in examples])
+            self._epoch, self._batches = -1, []
+        self.tokens = sum(len(ids) for ids, _ in examples)
+
+    def __call__(self, step: int) -> tuple[np.ndarray, ...]:
+        seed = self.cfg["seed"]
+        if self.windows:
+            rng = np.random.default_rng([seed, self.rank, step])
+            return random_windows(self.stream, self.cfg["block_size"], self.batch, rng)
+        epoch, k = divmod(step, self.cfg["steps_per_epoch"])
+        if self._epoch != epoch:
+            rng = np.random.default_rng([seed, self.rank, epoch])
+            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
+        picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
+        return pad_examples(picked, self.pad, self.cfg["max_len"])
