@@ -22,6 +22,8 @@ import sys
 
 from cot_ray.tasks import DIFFICULTIES, TASKS
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 EPILOG = """examples:
   cot-ray data --task mult --difficulty id-easy --n 10000 --seed 0 --out corpus/mult.parquet
   cot-ray eval --policy expert --task sudoku --mode rtbs --difficulty id-hard --n 100 --out r.jsonl
@@ -170,8 +172,7 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     try:
         handlers = {"data": _data, "eval": _eval, "pipeline": _pipeline, "serve": _serve, "rollout": _rollout,
                     "pretrain": _stage, "sft": _stage, "reflective-sft": _stage, "rl": _rl,
@@ -299,9 +300,27 @@ def _pipeline(args: argparse.Namespace) -> int:
     from cot_ray.config import load_config
     from cot_ray.pipeline import run_pipeline
 
-    report = run_pipeline(load_config(args.config), args.out)
-    print(f"report: {report}")
+    config = load_config(args.config)
+    log_file = _log_to_run_folder(args.out)
+    report = run_pipeline(config, args.out)
+    print(f"report: {report} (log: {log_file})")
     return 0
+
+
+def _log_to_run_folder(out: str):
+    """Everything this process logs also goes to ``<out>/pipeline.log``; the terminal keeps
+    cot_ray's own lines (a summary per stage and evaluation) and framework errors only."""
+    from pathlib import Path
+
+    path = Path(out) / "pipeline.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.addFilter(lambda r: r.name.startswith("cot_ray") or r.levelno >= logging.ERROR)
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(file_handler)
+    return path
 
 
 def _rl(args: argparse.Namespace) -> int:

@@ -34,6 +34,9 @@ def test_every_stage_trained_and_its_loss_went_down(smoke_run):
         assert last < first, (stage, first, last)
         assert (out / stage / "final" / "model.safetensors").exists()
         assert any((out / stage / "tensorboard").glob("events.out.tfevents.*"))
+    for stage in ("stage4-rl-mtp", "stage4-rl-rmtp"):  # every RL run too, with the RL metrics split
+        events = list((out / stage / "tensorboard").glob("events.out.tfevents.*"))
+        assert events and b"flat_groups" in events[0].read_bytes() and b"lr" in events[0].read_bytes()
 
 
 def test_checkpoints_load_in_transformers_and_were_served_by_vllm(smoke_run):
@@ -74,6 +77,13 @@ def test_console_carries_no_framework_noise(smoke_run):
     _, _, console = smoke_run
     assert "pretrain" in console  # the output was captured: the check below can fail
     assert "Failed to query Ray Train Controller" not in console
+
+
+def test_the_run_folder_keeps_the_whole_log(smoke_run):
+    out, _, console = smoke_run
+    log = (out / "pipeline.log").read_text()
+    assert "pipeline finished" in log and "eval stage2-sft" in log
+    assert str(out / "pipeline.log") in console  # the terminal says where it is
 
 
 def test_bad_config_exits_with_the_field_name(tmp_path):
