@@ -144,11 +144,9 @@ def main() -> None:
 
 
 def _plot(rows: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
+    from cot_ray.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for layout, r in rows.items():
         ax.plot([x["tokens"] / 1e6 for x in r], [100 * x["accuracy"] for x in r], marker="o", label=layout)

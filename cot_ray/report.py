@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cot_ray.config import PipelineConfig
-from cot_ray.stats import verdict, wilson
+from cot_ray.plots import plot_accuracy, plot_heatmap, plot_rl
+from cot_ray.stats import counts, verdict, wilson
 
 PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verification None / RMTP / RTBS
     ("1M", "mult"): {"id-easy": (23.6, 95.8, 94.5, 93.4), "id-hard": (2.0, 52.7, 44.6, 35.5),
@@ -53,12 +54,6 @@ NO_ERROR = "none"
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
-
-
-def counts(row: dict) -> tuple[int, int]:
-    """(correct, n) of a summary row; rows cached before ``correct`` existed derive it."""
-    n = int(row["n"])
-    return int(row.get("correct", round(row["accuracy"] * n))), n
 
 
 def accuracy_cell(row: dict) -> str:
@@ -231,7 +226,7 @@ def _rl_section(out: Path) -> list[str]:
     curves = rl_curves(out)
     if not curves:
         return []
-    _plot_rl(curves, out / "rl.png")
+    plot_rl(curves, RL_CURVES, out / "rl.png")
     lines = ["## Stage IV, update by update", "",
              "From each RL run's metrics.csv (its training queries, sampled at the RL temperatures): reward,",
              "accuracy, reflection frequency, e+ / e- of the policy's own verification, and the share of GRPO",
@@ -275,7 +270,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     heat = heatmap_records(out, rows)
     grid = digit_grid(heat[1]) if heat else {}
     if heat and grid:
-        _plot_heatmap(grid, f"{heat[0]}, MTP: accuracy (%) by operand length", out / "heatmap.png")
+        plot_heatmap(grid, f"{heat[0]}, MTP: accuracy (%) by operand length", out / "heatmap.png")
         lines += ["## Multiplication by operand length", "",
                   f"{heat[0]}, MTP, all evaluated splits pooled; each cell: accuracy and number of problems.", "",
                   "![heatmap](heatmap.png)", ""]
@@ -292,80 +287,5 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     lines += ["![accuracy](accuracy.png)", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
-    _plot(rows, modes, out / "accuracy.png")
+    plot_accuracy(rows, modes, out / "accuracy.png")
     return report
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _plot(rows: list[dict], modes: list[str], path: Path) -> None:
-    plt = _pyplot()
-    groups = list(dict.fromkeys((r["policy"], r["task"], r["difficulty"]) for r in rows))
-    index = {(r["policy"], r["task"], r["difficulty"], r["mode"]): r for r in rows}
-    fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.8), 5))
-    width = 0.8 / max(len(modes), 1)
-    for j, mode in enumerate(modes):
-        acc, below, above = [], [], []
-        for g in groups:  # a run that does not exist is NaN: no bar, no error bar
-            k, n = counts(index[(*g, mode)]) if (*g, mode) in index else (0, 0)
-            low, high = wilson(k, n)
-            p = k / n if n else float("nan")
-            acc.append(100 * p)
-            below.append(100 * (p - low))
-            above.append(100 * (high - p))
-        ax.bar([i + j * width for i in range(len(groups))], acc, width, yerr=[below, above], capsize=2,
-               label=mode.upper())
-    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels([f"{p.replace('(', chr(10) + '(')}\n{t} {d}" for p, t, d in groups], fontsize=6,
-                       rotation=60, ha="right")
-    ax.set_ylabel("accuracy (%), 95% interval")
-    ax.set_ylim(0, 105)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_rl(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(RL_CURVES), figsize=(3 * len(RL_CURVES), 3))
-    for ax, column in zip(axes, RL_CURVES):
-        for run, c in curves.items():
-            if column in c:
-                ax.plot(range(1, len(c[column]) + 1), c[column], marker=".", label=run.removeprefix("stage4-"))
-        ax.set_title(column, fontsize=9)
-        ax.set_xlabel("update", fontsize=8)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_heatmap(grid: dict[tuple[int, int], tuple[int, int]], title: str, path: Path) -> None:
-    plt = _pyplot()
-    xs = list(range(min(x for x, _ in grid), max(x for x, _ in grid) + 1))
-    ys = list(range(min(y for _, y in grid), max(y for _, y in grid) + 1))
-    acc = [[100 * grid[x, y][0] / grid[x, y][1] if (x, y) in grid else float("nan") for y in ys] for x in xs]
-    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(ys), 1 + 0.7 * len(xs)))
-    image = ax.imshow(acc, origin="lower", cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    for i, x in enumerate(xs):
-        for j, y in enumerate(ys):
-            if (x, y) in grid:
-                ax.text(j, i, f"{acc[i][j]:.0f}\nn={grid[x, y][1]}", ha="center", va="center", fontsize=6,
-                        color="white" if acc[i][j] < 50 else "black")
-    ax.set_xticks(range(len(ys)), [str(y) for y in ys])
-    ax.set_yticks(range(len(xs)), [str(x) for x in xs])
-    ax.set_xlabel("digits of y")
-    ax.set_ylabel("digits of x")
-    ax.set_title(title, fontsize=8)
-    fig.colorbar(image, ax=ax, label="accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

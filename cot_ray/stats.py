@@ -53,3 +53,9 @@ def verdict(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> str:
     low, high = diff_interval(k1, n1, k2, n2, z)
     text = f"{100 * (p1 - p2):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
     return text + " (no difference: inside the noise)" if low <= 0 <= high else text
+
+
+def counts(row: dict) -> tuple[int, int]:
+    """(correct, n) of a summary row; rows cached before ``correct`` existed derive it."""
+    n = int(row["n"])
+    return int(row.get("correct", round(row["accuracy"] * n))), n

@@ -9,7 +9,6 @@ from cot_ray.mtp.trajectory import StepRecord, Trajectory
 from cot_ray.report import (
     NO_ERROR,
     accuracy_cell,
-    counts,
     digit_grid,
     eval_path,
     failure_breakdown,
@@ -18,6 +17,7 @@ from cot_ray.report import (
     rl_curves,
     write_report,
 )
+from cot_ray.stats import counts
 from cot_ray.tasks import Problem
 
 
