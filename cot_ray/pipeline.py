@@ -254,8 +254,7 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
             problems = make_problems(task, difficulty, e.n, e.seed)
             runs = {}
             for mode in modes:
-                runs[mode] = pool.run(task_name, problems, ExecutionConfig(mode=mode, seed=e.seed),
-                                      unit_size=config.rollout.unit_size)
+                runs[mode] = pool.run(task_name, problems, ExecutionConfig(mode=mode, seed=e.seed))
                 rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
                 if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
                     rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))

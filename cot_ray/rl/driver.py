@@ -291,8 +291,7 @@ class _Controller:
         for round_ in range(rl.max_resample_rounds + 1 if filtering else 1):
             t0 = time.perf_counter()
             task_name, problems = queries(self.config, update, round_)
-            trajs = self.pool.run(task_name, problems, _execution(rl, self.mode, update, round_),
-                                  unit_size=self.config.rollout.unit_size)
+            trajs = self.pool.run(task_name, problems, _execution(rl, self.mode, update, round_))
             t1 = time.perf_counter()
             rewards, first_errors = self.score(trajs)
             times[0], times[1] = times[0] + t1 - t0, times[1] + time.perf_counter() - t1

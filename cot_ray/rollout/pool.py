@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cot_ray.config import RolloutConfig
 from cot_ray.mtp import ExecutionConfig, Trajectory
 from cot_ray.tasks import Problem
 
@@ -69,7 +70,8 @@ class RolloutPool:
                  engine_kwargs: dict[str, Any] | None = None, worker_cpus: float = 1.0,
                  version: int = 0, unit_timeout_s: float = 900.0, max_unit_retries: int = 3,
                  ready_timeout_s: float = 600.0, max_start_failures: int = 3, worker_gpus: float = 0.0,
-                 worker_resources: dict[str, float] | None = None, units_per_worker: int = 2) -> None:
+                 worker_resources: dict[str, float] | None = None, units_per_worker: int = 2,
+                 unit_size: int | None = None) -> None:
         import ray
 
         from cot_ray.raycluster import ensure_ray
@@ -93,6 +95,7 @@ class RolloutPool:
         self.unit_timeout_s, self.max_unit_retries, self.ready_timeout_s = (
             unit_timeout_s, max_unit_retries, ready_timeout_s)
         self.units_per_worker = units_per_worker
+        self.unit_size = unit_size or RolloutConfig().unit_size  # the one default: the config's
         self.stats = PoolStats()
         self.max_start_failures = max_start_failures
         self._start_failures = 0
@@ -214,7 +217,7 @@ class RolloutPool:
         return ray.get(w.actor.generate.remote(prompts, specs), timeout=self.unit_timeout_s)
 
     # ---- running ----------------------------------------------------------------------------
-    def run(self, task: str, problems: Sequence[Problem], config: ExecutionConfig, unit_size: int = 32,
+    def run(self, task: str, problems: Sequence[Problem], config: ExecutionConfig, unit_size: int | None = None,
             on_unit: Callable[[int, int], None] | None = None) -> list[Trajectory]:
         """Solve ``problems``; returns one trajectory per problem, in order.
 
@@ -222,6 +225,7 @@ class RolloutPool:
         """
         import ray
 
+        unit_size = unit_size or self.unit_size
         if unit_size < 1:
             raise ValueError(f"unit_size must be >= 1, got {unit_size}")
         units = deque(WorkUnit(k, task, list(problems[i:i + unit_size]), config)
@@ -326,4 +330,4 @@ def pool_from_config(rollout, checkpoint: str, num_workers: int | None = None, w
     return RolloutPool(checkpoint, num_workers=num_workers or rollout.workers, engine=rollout.engine,
                        engine_kwargs=kwargs, worker_cpus=worker_cpus or rollout.cpus_per_worker, version=version,
                        worker_gpus=rollout.gpus_per_worker, worker_resources=rollout.resources,
-                       units_per_worker=rollout.units_per_worker)
+                       units_per_worker=rollout.units_per_worker, unit_size=rollout.unit_size)
