@@ -9,9 +9,11 @@
     stage4-rl-mtp/final, stage4-rl-rmtp/final   RL-tuned policies (GRPO or PPO), metrics.csv
     eval/<name>.json(l)               evaluations of each checkpoint (and of the expert baselines)
     report.md, accuracy.png, heatmap.png   the report
+    pipeline.log                      everything the run logged
 
-A stage whose output exists is skipped on re-run; a training stage that was interrupted
-resumes from its latest checkpoint.
+:func:`plan` lists the stages, each with the paths it reads and writes; :func:`run_pipeline`
+runs them top to bottom. A stage whose outputs exist is skipped on re-run; a training stage that
+was interrupted resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,18 +43,87 @@ log = logging.getLogger(__name__)
 STAGE_DIRS = {"pretrain": "stage1-pretrain", "sft": "stage2-sft", "reflective-sft": "stage3-reflective-sft"}
 CONTROL_DIR = "stage3-control"
 """Stage III's planning-only control (see :func:`control_stage`)."""
+RL_RUNS: tuple[tuple[str, str, str, list[str] | None], ...] = (
+    ("stage4-rl-mtp", "sft", "mtp", ["mtp"]),  # the MTP policy through the MTP
+    ("stage4-rl-rmtp", "reflective-sft", "rmtp", None),  # the self-verifying policy through the RMTP: every mode
+)
+"""Stage IV's runs: (folder, the stage they start from, RL execution mode, evaluated modes)."""
+EVALS = ("experts", STAGE_DIRS["sft"], STAGE_DIRS["reflective-sft"], CONTROL_DIR, *(r[0] for r in RL_RUNS))
+"""The evaluations the report reads, in its order (``eval/<name>.json``)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run: the paths it reads and writes (inside the run folder) and how it runs.
+    It is done when every output exists (a model folder counts once its weights are written)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    run: Callable[[], object]
+
+    def done(self, out: Path) -> bool:
+        return all(_exists(out / o) for o in self.outputs)
+
+
+def _exists(path: Path) -> bool:
+    return (path / "model.safetensors").exists() if path.name == "final" else path.exists()
+
+
+def plan(config: PipelineConfig, out: Path, progress: bool = True) -> list[Stage]:
+    """Every stage of a run, in order (the module docstring lists the paths)."""
+    tasks = config.corpus.tasks
+    corpora = tuple(f"data/corpus-{t}.parquet" for t in tasks)
+    reflective = tuple(f"data/reflective-{t}.parquet" for t in tasks)
+    paths = [str(out / c) for c in corpora]
+    pre, sft, s3 = (f"{STAGE_DIRS[k]}/final" for k in ("pretrain", "sft", "reflective-sft"))
+    modes = list(config.eval.modes)
+    stages = [
+        Stage("corpus", (), corpora, lambda: corpus_stage(config, out, progress)),
+        Stage("expert baselines", (), ("eval/experts.json",), lambda: expert_eval_stage(config, out, progress)),
+        Stage("stage I: pretraining", corpora, (pre,), lambda: train_stage("pretrain", config, out, paths, progress)),
+        Stage("stage II: SFT", (pre,), (sft,), lambda: train_stage("sft", config, out, paths, progress)),
+        Stage("stage II eval + stage-III sampling (one pool)", (sft,), ("eval/stage2-sft.json", *reflective),
+              lambda: sft_pool_stage(config, out)),
+        Stage("stage III: reflective SFT", (sft, *reflective), (s3,),
+              lambda: train_stage("reflective-sft", config, out, paths, progress)),
+        Stage("stage III eval", (s3,), ("eval/stage3-reflective-sft.json",),
+              lambda: eval_stage(config, out, STAGE_DIRS["reflective-sft"], modes)),
+    ]
+    if config.reflective_sft.control:
+        stages += [
+            Stage("stage III control: planning only", (sft, *reflective), (f"{CONTROL_DIR}/final",),
+                  lambda: control_stage(config, out, paths, progress)),
+            Stage("stage III control eval", (f"{CONTROL_DIR}/final",), (f"eval/{CONTROL_DIR}.json",),
+                  lambda: eval_stage(config, out, CONTROL_DIR, ["mtp"])),
+        ]
+    for name, init, mode, rl_modes in RL_RUNS:
+        rl_modes = rl_modes or modes
+        stages.append(Stage(f"stage IV: RL through the {mode.upper()}", (f"{STAGE_DIRS[init]}/final",),
+                            (f"{name}/final", f"eval/{name}.json"),
+                            lambda name=name, init=init, mode=mode, m=rl_modes: rl_stage(
+                                config, out, name, STAGE_DIRS[init], mode, m, progress)))
+    return stages
 
 
 def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True) -> Path:
-    """Run all stages into ``out``; returns the path of the report."""
+    """Run every stage of :func:`plan` that is not done into ``out``; returns the report's path."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2))
     t0 = time.time()
-    corpora = corpus_stage(config, out, progress)
-    rows = expert_eval_stage(config, out, progress)
-    rows += training_stages(config, out, corpora, progress)
-    rows += rl_stages(config, out, progress)
+    for stage in plan(config, out, progress):
+        if stage.done(out):
+            log.info("%s: done (%s), skipped", stage.name, ", ".join(stage.outputs))
+            continue
+        absent = [i for i in stage.inputs if not _exists(out / i)]
+        if absent:
+            raise RuntimeError(f"{stage.name} needs {', '.join(absent)}, which no earlier stage wrote")
+        t_stage = time.time()
+        stage.run()
+        log.info("%s: finished in %.0fs", stage.name, time.time() - t_stage)
+    rows = [row for name in EVALS if (out / "eval" / f"{name}.json").exists()
+            for row in json.loads((out / "eval" / f"{name}.json").read_text())]
     report = write_report(config, rows, out)
     log.info("pipeline finished in %.1fs; report: %s", time.time() - t0, report)
     return report
@@ -118,30 +191,23 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
     return _cached(out / "eval" / "experts.json", compute)
 
 
-def training_stages(config: PipelineConfig, out: Path, corpora: list[str], progress: bool) -> list[dict]:
-    """Stages I-III on Ray Train; the stage-II policy's rollout pool both evaluates it and samples
-    the stage-III data (one engine start instead of two)."""
-    train_stage("pretrain", config, out, corpora, progress)
-    sft_final = train_stage("sft", config, out, corpora, progress)
+def sft_pool_stage(config: PipelineConfig, out: Path) -> None:
+    """The stage-II policy's rollout pool both evaluates it and samples the stage-III data (one
+    engine start instead of two)."""
     sft_eval = out / "eval" / "stage2-sft.json"
-    missing = _missing_reflective_data(config, out)
-    if missing or not sft_eval.exists():
-        def both(pool):
-            _cached(sft_eval, lambda: eval_checkpoint(config, pool, "stage2-sft", ["mtp"], out))
-            for task, path in missing:
-                _sample_reflective(config, pool, task, path)
 
-        _with_pool(config, sft_final, both)
-    rows = _cached(sft_eval, lambda: [])
-    final = train_stage("reflective-sft", config, out, corpora, progress)
-    rows += _cached(out / "eval" / "stage3-reflective-sft.json",
-                    lambda: _with_pool(config, final, lambda pool: eval_checkpoint(
-                        config, pool, "stage3-reflective-sft", list(config.eval.modes), out)))
-    if config.reflective_sft.control:
-        control = control_stage(config, out, corpora, progress)
-        rows += _cached(out / "eval" / f"{CONTROL_DIR}.json", lambda: _with_pool(
-            config, control, lambda pool: eval_checkpoint(config, pool, CONTROL_DIR, ["mtp"], out)))
-    return rows
+    def both(pool) -> None:
+        _cached(sft_eval, lambda: eval_checkpoint(config, pool, STAGE_DIRS["sft"], ["mtp"], out))
+        for task, path in _missing_reflective_data(config, out):
+            _sample_reflective(config, pool, task, path)
+
+    _with_pool(config, out / STAGE_DIRS["sft"] / "final", both)
+
+
+def eval_stage(config: PipelineConfig, out: Path, name: str, modes: list[str]) -> list[dict]:
+    """Evaluate the checkpoint ``out/<name>/final`` into ``eval/<name>.json``."""
+    return _cached(out / "eval" / f"{name}.json", lambda: _with_pool(
+        config, out / name / "final", lambda pool: eval_checkpoint(config, pool, name, modes, out)))
 
 
 def control_stage(config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
@@ -170,27 +236,17 @@ def control_stage(config: PipelineConfig, out: Path, corpora: list[str], progres
                      init=str(out / STAGE_DIRS["sft"] / "final"), progress=progress)
 
 
-def rl_stages(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
-    """Stage IV twice: the MTP policy (stage II) through the MTP, the self-verifying policy
-    (stage III) through the RMTP. Each is evaluated on its RL run's own pool, which holds the
-    final weights when training ends."""
+def rl_stage(config: PipelineConfig, out: Path, name: str, init: str, mode: str, modes: list[str],
+             progress: bool) -> None:
+    """RL-tune ``out/<init>/final`` through ``mode`` into ``out/<name>``, then evaluate it on the RL
+    run's own pool, which holds the final weights when training ends (no extra engine start)."""
     from cot_ray.rl.driver import run_rl
 
-    rows = []
-    for name, init, mode, modes in (
-        ("stage4-rl-mtp", STAGE_DIRS["sft"], "mtp", ["mtp"]),
-        ("stage4-rl-rmtp", STAGE_DIRS["reflective-sft"], "rmtp", list(config.eval.modes)),
-    ):
-        cache = out / "eval" / f"{name}.json"
-
-        def evaluate(pool, name=name, modes=modes, cache=cache):
-            _cached(cache, lambda: eval_checkpoint(config, pool, name, modes, out))
-
-        final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress,
-                       on_done=None if cache.exists() else evaluate)
-        rows += _cached(cache, lambda final=final, name=name, modes=modes: _with_pool(
-            config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
-    return rows
+    cache = out / "eval" / f"{name}.json"
+    final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress,
+                   on_done=lambda pool: _cached(cache, lambda: eval_checkpoint(config, pool, name, modes, out)))
+    if not cache.exists():  # the RL run was already finished: evaluate on a fresh pool
+        _cached(cache, lambda: _with_pool(config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
 
 
 def _missing_reflective_data(config: PipelineConfig, out: Path) -> list[tuple[str, Path]]:

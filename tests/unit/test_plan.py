@@ -1,0 +1,26 @@
+"""The pipeline's plan: every stage reads only what an earlier stage writes."""
+
+from pathlib import Path
+
+from cot_ray.config import load_config
+from cot_ray.pipeline import EVALS, plan
+
+
+def test_every_input_is_an_earlier_output_and_every_output_is_written_once(tmp_path):
+    for name in ("smoke", "cpu-small"):
+        stages = plan(load_config(f"configs/{name}.yaml"), tmp_path, progress=False)
+        written: set[str] = set()
+        for stage in stages:
+            assert set(stage.inputs) <= written, (stage.name, set(stage.inputs) - written)
+            assert not set(stage.outputs) & written, stage.name
+            written |= set(stage.outputs)
+        assert {f"eval/{e}.json" for e in EVALS} <= written  # every evaluation the report reads is made
+
+
+def test_a_stage_is_done_only_when_its_model_weights_exist(tmp_path: Path):
+    stage = next(s for s in plan(load_config("configs/smoke.yaml"), tmp_path) if s.name.startswith("stage I:"))
+    final = tmp_path / stage.outputs[0]
+    final.mkdir(parents=True)
+    assert not stage.done(tmp_path)  # an empty final/ (a run killed while saving) is not done
+    (final / "model.safetensors").write_bytes(b"")
+    assert stage.done(tmp_path)
