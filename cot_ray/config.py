@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cot_ray.mtp.execute import ExecutionConfig
 from cot_ray.tasks import DIFFICULTIES, TASKS
 
 
@@ -65,6 +66,10 @@ class EvalConfig(_Strict):
     noise: list[NoiseConfig] = Field(default_factory=lambda: [NoiseConfig()])
     noise_n: int = Field(100, gt=0, description="test problems per difficulty for the noisy-expert rows (they "
                          "illustrate Theorem 1; they need fewer problems than the trained policies)")
+
+    def execution(self, mode: str) -> ExecutionConfig:
+        """How every evaluation runs a policy: the paper's test settings (Table 3), this seed."""
+        return ExecutionConfig(mode=mode, seed=self.seed)
 
 
 class ModelConfig(_Strict):
@@ -170,6 +175,13 @@ class RLConfig(_Strict):
     rollout_cpus: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(10, gt=0)
     seed: int = 0
+
+    def execution(self, mode: str, update: int, round_: int = 0) -> ExecutionConfig:
+        """How update ``update`` (sampling round ``round_``) samples: the RL temperatures, revisions at
+        the planning temperature, and a seed of its own for every (update, round)."""
+        return ExecutionConfig(mode=mode, plan_temperature=self.plan_temperature,
+                               revision_temperature=self.plan_temperature, verify_temperature=self.verify_temperature,
+                               seed=(self.seed * 100_003 + update) * (self.max_resample_rounds + 1) + round_)
 
 
 class PipelineConfig(_Strict):

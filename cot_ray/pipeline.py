@@ -33,7 +33,7 @@ from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
-from cot_ray.mtp import ExecutionConfig, ExpertPolicy, Trajectory
+from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.report import write_report
 from cot_ray.tasks import get_task
 from cot_ray.verify.diagnostics import reflection_diagnostics
@@ -184,7 +184,7 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
                 for name, noise in policies.items():
                     for mode in e.modes:
                         trajs = evaluate(task, ExpertPolicy(task, **noise), problems[:e.noise_n] if noise else problems,
-                                         ExecutionConfig(mode=mode, seed=e.seed), progress=progress)
+                                         e.execution(mode), progress=progress)
                         rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
         return rows
 
@@ -310,7 +310,7 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
             problems = make_problems(task, difficulty, e.n, e.seed)
             runs = {}
             for mode in modes:
-                runs[mode] = pool.run(task_name, problems, ExecutionConfig(mode=mode, seed=e.seed))
+                runs[mode] = pool.run(task_name, problems, e.execution(mode))
                 rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
                 if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
                     rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cot_ray.config import PipelineConfig, RLConfig
-from cot_ray.mtp import ExecutionConfig, Trajectory
+from cot_ray.mtp import Trajectory
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
@@ -124,12 +124,6 @@ def build_experience(trajs: list[Trajectory], rewards: list[float], first_errors
             t = truncate_at_first_error(t, fe)
         seqs += trajectory_sequences(t, i, a, r)
     return seqs
-
-
-def _execution(rl: RLConfig, mode: str, update: int, round_: int = 0) -> ExecutionConfig:
-    return ExecutionConfig(mode=mode, plan_temperature=rl.plan_temperature, revision_temperature=rl.plan_temperature,
-                           verify_temperature=rl.verify_temperature,
-                           seed=(rl.seed * 100_003 + update) * (rl.max_resample_rounds + 1) + round_)
 
 
 class _Learner:
@@ -291,7 +285,7 @@ class _Controller:
         for round_ in range(rl.max_resample_rounds + 1 if filtering else 1):
             t0 = time.perf_counter()
             task_name, problems = queries(self.config, update, round_)
-            trajs = self.pool.run(task_name, problems, _execution(rl, self.mode, update, round_))
+            trajs = self.pool.run(task_name, problems, rl.execution(self.mode, update, round_))
             t1 = time.perf_counter()
             rewards, first_errors = self.score(trajs)
             times[0], times[1] = times[0] + t1 - t0, times[1] + time.perf_counter() - t1
