@@ -239,6 +239,8 @@ class _Controller:
         rl = self.rl
         bar = tqdm(total=rl.updates, initial=self.start, desc=f"rl {rl.algorithm} {self.mode}", unit="update",
                    disable=not progress)
+        first: dict[str, Any] | None = None
+        t_run = time.perf_counter()
         try:
             self.pool.wait_ready()
             version, t_last = self.start, time.perf_counter()
@@ -260,11 +262,17 @@ class _Controller:
                 row = self.row(update, batch, msg, dropped, sync_s, time.perf_counter() - t_last)
                 t_last = time.perf_counter()
                 self.metrics.log(update + 1, row)
+                first = first or row
                 bar.update(1)
                 bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
                 if update + 1 < rl.updates:
                     batch = following if following is not None else self.sample(update + 1)
             self.learner.close()
+            if first is not None:
+                log.info("rl %s %s: %d updates in %.0fs; reward %.3f -> %.3f, reflection %s -> %s, flat groups %s",
+                         rl.algorithm, self.mode, rl.updates - self.start, time.perf_counter() - t_run,
+                         first["reward"], row["reward"], _pct(first["reflection"]), _pct(row["reflection"]),
+                         _pct(row["flat_groups"]))
             if on_done is not None:
                 on_done(self.pool)
         finally:
@@ -336,3 +344,7 @@ class _Controller:
             "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"], "step_s": step_s,
             "tokens_per_s": sum(t.n_tokens for t in batch["trajs"]) / max(step_s, 1e-9),
         }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
