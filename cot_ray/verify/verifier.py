@@ -91,12 +91,19 @@ class RewardModel:
         return [self.first_error(t) for t in trajectories]
 
 
+MAX_RESTARTS = 3
+"""The scorer actors' failure budget: a dead one is restarted (they hold no state) and the calls
+it was running are retried, up to this many times; after that a call raises ``ActorDiedError``
+naming the class, and the run stops with it."""
+
+
 def actor_class(scorer: type, num_cpus: float = 1.0) -> Any:
     """``ray.remote`` around a scorer class (``ExpertVerifier`` or ``RewardModel``), for the
-    stage-III and stage-IV workers: ``actor_class(RewardModel).remote()``.
+    stage-III and stage-IV workers: ``actor_class(RewardModel).remote()``. A killed actor comes
+    back and its calls are redone (:data:`MAX_RESTARTS`).
 
     Ray is imported here, not at module level, so the scoring code stays usable without it.
     """
     import ray
 
-    return ray.remote(num_cpus=num_cpus)(scorer)
+    return ray.remote(num_cpus=num_cpus, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(scorer)

@@ -180,6 +180,25 @@ def test_actor_wrappers_score_like_the_plain_classes(ray_local):
         ray.kill(actor)
 
 
+def test_a_killed_reward_actor_comes_back_and_its_budget_is_finite(ray_local):
+    from ray.exceptions import ActorDiedError
+
+    from cot_ray.verify.verifier import MAX_RESTARTS
+
+    ray = ray_local
+    task = get_task("mult")
+    trajs = MTPExecutor(task, ExpertPolicy(task, step_error=0.3), ExecutionConfig()).run(
+        [make_problem(task, "id-easy", 2, i) for i in range(10)])
+    reward = actor_class(RewardModel, num_cpus=0.5).remote()
+    want = RewardModel().rewards(trajs)
+    for _ in range(MAX_RESTARTS):  # each kill is survived: the actor restarts and the call is served
+        ray.kill(reward, no_restart=False)
+        assert ray.get(reward.rewards.remote(trajs), timeout=60) == want
+    ray.kill(reward, no_restart=False)  # one more than the budget: the call fails, naming the class
+    with pytest.raises(ActorDiedError, match="RewardModel"):
+        ray.get(reward.rewards.remote(trajs), timeout=60)
+
+
 def test_the_serve_config_file_builds_the_app():
     from ray.serve import Application
     from ray.serve.schema import ServeDeploySchema
