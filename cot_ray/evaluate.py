@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, Trajectory
+from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.stats import wilson
 from cot_ray.tasks import Problem, Task
 
@@ -82,7 +83,7 @@ class Summary:
             ci_low=low,
             ci_high=high,
             mean_steps=steps / max(n, 1),
-            reflection_frequency=sum(t.n_reflections for t in trajectories) / max(steps, 1),
+            reflection_frequency=reflection_frequency(trajectories) or 0.0,
             rejection_rate=sum(t.n_rejections for t in trajectories) / max(steps, 1),
             invalid=sum(t.finish == "invalid" for t in trajectories),
         )

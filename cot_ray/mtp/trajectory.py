@@ -7,6 +7,7 @@ answers, rejections and verification labels.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,3 +71,12 @@ class Trajectory:
         d = asdict(self)
         d["n_tokens"] = self.n_tokens
         return d
+
+
+def reflection_frequency(trajectories: Iterable[Trajectory]) -> float | None:
+    """The paper's reflection frequency: the share of all proposed steps that carry a non-empty
+    verification (None without steps). The one place it is computed."""
+    steps = reflected = 0
+    for t in trajectories:
+        steps, reflected = steps + len(t.steps), reflected + t.n_reflections
+    return reflected / steps if steps else None

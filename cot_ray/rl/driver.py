@@ -25,6 +25,7 @@ from typing import Any
 
 from cot_ray.config import PipelineConfig, RLConfig
 from cot_ray.mtp import Trajectory
+from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
@@ -336,7 +337,7 @@ class _Controller:
             "update": update + 1, "policy_version": batch["version"],
             "reward": sum(batch["rewards"]) / len(batch["rewards"]),
             "accuracy": sum(t.correct for t in batch["trajs"]) / len(batch["trajs"]),
-            "reflection": counts.reflection_frequency, "e_plus": counts.e_plus, "e_minus": counts.e_minus,
+            "reflection": reflection_frequency(batch["trajs"]), "e_plus": counts.e_plus, "e_minus": counts.e_minus,
             "kl": msg["kl"], "entropy": msg["entropy"], "clip_frac": msg["clip_frac"], "loss": msg["loss"],
             "value_loss": msg["value_loss"], "lr": msg["lr"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
             "dropped": dropped, "flat_groups": batch["flat_groups"], "rounds": batch["rounds"],

@@ -1,11 +1,13 @@
-"""How well a policy verifies its own steps: e+, e- and reflection frequency (paper section 7).
+"""How well a policy verifies its own steps: e+ and e- (paper section 7).
 
 The policy's verification of each step (``StepRecord.verification``) is compared with the expert
 verifier's ground truth for the same step:
 
 - e+ (false-positive rate): the share of wrong steps the policy accepted;
-- e- (false-negative rate): the share of right steps the policy rejected;
-- reflection frequency: the share of all steps that carry a non-empty verification.
+- e- (false-negative rate): the share of right steps the policy rejected.
+
+(Reflection frequency, how often the policy verifies at all, is a property of the trajectories:
+:func:`cot_ray.mtp.trajectory.reflection_frequency`.)
 
 As in the paper, e+ and e- are averaged over reasoning states and count only the first attempt
 at each state (``attempt == 0``), so a policy stuck repeating one error at one state does not
@@ -29,10 +31,8 @@ from cot_ray.verify.verifier import ExpertVerifier
 
 @dataclass(frozen=True)
 class VerificationCounts:
-    """Raw counts behind e+, e- and reflection frequency; add them to aggregate."""
+    """Raw counts behind e+ and e-; add them to aggregate."""
 
-    steps: int = 0
-    reflected: int = 0
     wrong: int = 0
     wrong_accepted: int = 0
     right: int = 0
@@ -51,14 +51,9 @@ class VerificationCounts:
         """False-negative rate; None when no first-attempt right step was verified."""
         return self.right_rejected / self.right if self.right else None
 
-    @property
-    def reflection_frequency(self) -> float | None:
-        return self.reflected / self.steps if self.steps else None
-
     def to_dict(self) -> dict[str, int | float | None]:
         """Counts and rates, JSON-able (undefined rates are null)."""
-        return {**asdict(self), "e_plus": self.e_plus, "e_minus": self.e_minus,
-                "reflection_frequency": self.reflection_frequency}
+        return {**asdict(self), "e_plus": self.e_plus, "e_minus": self.e_minus}
 
 
 def verification_counts(trajectories: Iterable[Trajectory], detailed: bool = False,
@@ -83,7 +78,5 @@ def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier, revision
     rejected = [rejects(s.verification) for s in judged]
     right = [r for r, t in zip(rejected, truth) if t.ok]
     wrong = [not r for r, t in zip(rejected, truth) if not t.ok]
-    return VerificationCounts(
-        steps=len(traj.steps), reflected=traj.n_reflections,
-        wrong=len(wrong), wrong_accepted=sum(wrong), right=len(right), right_rejected=sum(right),
-    )
+    return VerificationCounts(wrong=len(wrong), wrong_accepted=sum(wrong), right=len(right),
+                              right_rejected=sum(right))

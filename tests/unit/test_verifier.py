@@ -7,6 +7,7 @@ import pytest
 from cot_ray.data.corpus import expert_trace
 from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor, StepRecord, Trajectory
+from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.tasks import get_task
 from cot_ray.verify import ExpertVerifier, RewardModel, VerificationCounts, verification_counts
 
@@ -95,7 +96,7 @@ def test_measured_error_rates_match_the_noisy_experts_rates(detailed):
     assert abs(c.e_plus - e_plus) < 0.05, c.to_dict()
     assert abs(c.e_minus - e_minus) < 0.05, c.to_dict()
     # within the reflective budget every RMTP step carries a verification
-    assert c.reflection_frequency == 1.0
+    assert reflection_frequency(trajs) == 1.0
     # only first attempts count: more steps were judged in total than were measured
     assert sum(1 for t in trajs for s in t.steps if s.verification) > c.wrong + c.right
 
@@ -122,12 +123,13 @@ def test_counts_follow_the_papers_rules_on_a_hand_made_trajectory():
         StepRecord(s1, bad, None, attempt=0),                    # no verification asked: ignored
     ]
     c = verification_counts([Trajectory(p, "rmtp", steps)])
-    assert c == VerificationCounts(steps=6, reflected=4, wrong=1, wrong_accepted=1, right=1, right_rejected=1)
+    assert c == VerificationCounts(wrong=1, wrong_accepted=1, right=1, right_rejected=1)
     total = c + c
-    assert total.to_dict() == {"steps": 12, "reflected": 8, "wrong": 2, "wrong_accepted": 2, "right": 2,
-                               "right_rejected": 2, "e_plus": 1.0, "e_minus": 1.0, "reflection_frequency": 8 / 12}
+    assert total.to_dict() == {"wrong": 2, "wrong_accepted": 2, "right": 2, "right_rejected": 2,
+                               "e_plus": 1.0, "e_minus": 1.0}
+    assert reflection_frequency([Trajectory(p, "rmtp", steps)]) == 4 / 6  # non-empty verifications
     empty = VerificationCounts()
-    assert empty.e_plus is None and empty.e_minus is None and empty.reflection_frequency is None
+    assert empty.e_plus is None and empty.e_minus is None and reflection_frequency([]) is None
 
 
 def test_scoring_code_imports_no_ray():
