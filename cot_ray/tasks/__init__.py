@@ -21,6 +21,7 @@ TASKS: dict[str, Callable[[], Task]] = {
     "mult": lambda: Multiplication(LsdLayout(), "mult"),
     "mult-msd": lambda: Multiplication(MsdLayout(), "mult-msd"),  # the first layout, a baseline
     "sudoku": Sudoku,
+    "sudoku-listed": lambda: Sudoku(listed=True),  # the paper's step: unit listings, fills, board
 }
 
 

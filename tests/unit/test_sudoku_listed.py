@@ -1,0 +1,62 @@
+"""The paper's full Sudoku step (``sudoku-listed``): unit listings, fills, new board."""
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cot_ray.data.corpus import expert_trace
+from cot_ray.tasks import get_task
+from cot_ray.tasks.sudoku import UNITS, listing, parse_board
+
+listed, plain = get_task("sudoku-listed"), get_task("sudoku")
+
+
+@given(st.integers(0, 2**32), st.sampled_from(["id-easy", "id-hard"]))
+@settings(max_examples=30, deadline=None)
+def test_expert_trace_solves_and_every_step_lists_its_state(seed, level):
+    p = listed.generate(level, random.Random(seed))
+    trace = expert_trace(listed, p)
+    for state, step in trace:
+        assert listed.verify(state, step).ok and listed.diagnose(state, step) is None
+        board, lists = parse_board(state), step.split(";")[0]
+        groups = [g for part in lists.split(":") for g in part.split(",")]
+        assert [set(map(int, g)) for g in groups] == [{board[i] for i in unit} - {0} for unit in UNITS]
+        # the rest of the step is the plain layout's step: same fills, same board
+        assert step.split(";", 1)[1] == plain.expert_step(state, p)
+    t = listed.transition(*trace[-1])
+    assert t.is_answer and listed.check_answer(p, t.answer)
+
+
+def test_a_wrong_listing_is_diagnosed_first_but_binary_verification_follows_the_paper():
+    p = listed.generate("id-easy", random.Random(1))
+    state = listed.initial_state(p)
+    step = listed.expert_step(state, p)
+    first = step.index(",")  # drop the last digit of row 0's group
+    wrong = step[:first - 1] + step[first:]
+    assert listed.transition(state, wrong).valid
+    assert listed.diagnose(state, wrong) == "listing"
+    assert listed.verify(state, wrong).ok  # paper 3.3: the binary label judges the board only
+
+
+def test_perturbed_steps_keep_the_listing_and_break_the_board():
+    rng = random.Random(4)
+    state = listed.initial_state(listed.generate("id-easy", rng))
+    step = listed.perturb_step(state, rng)
+    assert step.startswith(listing(parse_board(state)) + ";")
+    assert not listed.verify(state, step).ok and listed.diagnose(state, step) == "clash"
+
+
+@given(st.text(alphabet="0123456789,;:?", max_size=120))
+@settings(max_examples=200, deadline=None)
+def test_malformed_steps_are_flagged_never_raise(text):
+    t = listed.transition("0" * 81, text)
+    if not t.valid:
+        assert "<rows>:<columns>:<blocks>" in t.error and listed.diagnose("0" * 81, text) == "format"
+
+
+def test_the_plain_layout_rejects_a_listed_step_and_the_other_way_round():
+    p = listed.generate("id-easy", random.Random(2))
+    state = listed.initial_state(p)
+    assert not plain.transition(state, listed.expert_step(state, p)).valid
+    assert not listed.transition(state, plain.expert_step(state, p)).valid
