@@ -142,6 +142,9 @@ class RLConfig(_Strict):
     """
 
     algorithm: Literal["grpo", "ppo"] = "grpo"
+    runs: list[Literal["mtp", "rmtp"]] = Field(default_factory=lambda: ["mtp", "rmtp"], description="the RL runs "
+                                               "of a pipeline: the MTP policy through the MTP, the self-verifying "
+                                               "policy through the RMTP")
     updates: int = Field(40, gt=0, description="learner updates (one batch of fresh samples each)")
     queries_per_update: int = Field(16, gt=0)
     query_pool: int | None = Field(None, gt=0, description="draw queries from this many distinct ones "

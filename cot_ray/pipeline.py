@@ -98,6 +98,8 @@ def plan(config: PipelineConfig, out: Path, progress: bool = True) -> list[Stage
                   lambda: eval_stage(config, out, CONTROL_DIR, ["mtp"])),
         ]
     for name, init, mode, rl_modes in RL_RUNS:
+        if mode not in config.rl.runs:
+            continue
         rl_modes = rl_modes or modes
         stages.append(Stage(f"stage IV: RL through the {mode.upper()}", (f"{STAGE_DIRS[init]}/final",),
                             (f"{name}/final", f"eval/{name}.json"),

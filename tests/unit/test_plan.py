@@ -17,6 +17,14 @@ def test_every_input_is_an_earlier_output_and_every_output_is_written_once(tmp_p
         assert {f"eval/{e}.json" for e in EVALS} <= written  # every evaluation the report reads is made
 
 
+def test_rl_runs_are_chosen_by_the_config(tmp_path):
+    config = load_config("configs/smoke.yaml")
+    names = [s.name for s in plan(config, tmp_path)]
+    assert sum("stage IV" in n for n in names) == 2
+    only = config.model_copy(update={"rl": config.rl.model_copy(update={"runs": ["rmtp"]})})
+    assert [n for n in (s.name for s in plan(only, tmp_path)) if "stage IV" in n] == ["stage IV: RL through the RMTP"]
+
+
 def test_a_stage_is_done_only_when_its_model_weights_exist(tmp_path: Path):
     stage = next(s for s in plan(load_config("configs/smoke.yaml"), tmp_path) if s.name.startswith("stage I:"))
     final = tmp_path / stage.outputs[0]
