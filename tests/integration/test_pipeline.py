@@ -69,7 +69,7 @@ def test_report_and_resume(smoke_run):
     before = (out / "stage2-sft" / "final" / "model.safetensors").stat().st_mtime
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "pretrain: " in second.stderr and "exists, skipped" in second.stderr
+    assert "stage I: pretraining: done (stage1-pretrain/final), skipped" in second.stderr
     assert (out / "stage2-sft" / "final" / "model.safetensors").stat().st_mtime == before
 
 
