@@ -92,9 +92,10 @@ class RewardModel:
 
 
 MAX_RESTARTS = 3
-"""The scorer actors' failure budget: a dead one is restarted (they hold no state) and the calls
-it was running are retried, up to this many times; after that a call raises ``ActorDiedError``
-naming the class, and the run stops with it."""
+"""The scorer actors' restart budget (Ray's ``max_restarts`` and ``max_task_retries``): a dead one
+is restarted (they hold no state) and the calls it was running are retried. Whether a deliberate
+``ray.kill`` counts against the budget was not consistent in tests, so only the restart is tested;
+a bounded budget under kills is still open (the chaos issue)."""
 
 
 def actor_class(scorer: type, num_cpus: float = 1.0) -> Any:
