@@ -144,7 +144,7 @@ def main() -> None:
 
 
 def _plot(rows: dict[str, list[dict]], path: Path) -> None:
-    from cot_ray.plots import pyplot
+    from cot_ray.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -154,9 +154,7 @@ def _plot(rows: dict[str, list[dict]], path: Path) -> None:
     ax.set_ylabel("held-out MTP accuracy, ID-Easy + ID-Hard (%)")
     ax.set_ylim(0, 100)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 if __name__ == "__main__":

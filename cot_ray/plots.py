@@ -17,6 +17,13 @@ def pyplot():
     return plt
 
 
+def save(fig, path: Path, dpi: int = 120) -> None:
+    """Lay out, write and close a figure (closing frees it: a run draws several)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
 def plot_accuracy(rows: list[dict], modes: list[str], path: Path) -> None:
     """Bars of accuracy per (policy, task, split), one per mode, with 95% Wilson intervals."""
     plt = pyplot()
@@ -41,9 +48,7 @@ def plot_accuracy(rows: list[dict], modes: list[str], path: Path) -> None:
     ax.set_ylabel("accuracy (%), 95% interval")
     ax.set_ylim(0, 105)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
 
 
 def plot_rl(curves: dict[str, dict[str, list[float]]], columns: tuple[str, ...], path: Path) -> None:
@@ -57,9 +62,7 @@ def plot_rl(curves: dict[str, dict[str, list[float]]], columns: tuple[str, ...],
         ax.set_title(column, fontsize=9)
         ax.set_xlabel("update", fontsize=8)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def plot_heatmap(grid: dict[tuple[int, int], tuple[int, int]], title: str, path: Path) -> None:
@@ -81,6 +84,4 @@ def plot_heatmap(grid: dict[tuple[int, int], tuple[int, int]], title: str, path:
     ax.set_ylabel("digits of x")
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, label="accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)

@@ -333,17 +333,18 @@ class _Controller:
         from cot_ray.verify import verification_counts
 
         counts = verification_counts(batch["trajs"])
+        tokens = sum(t.n_tokens for t in batch["trajs"])
         return {
             "update": update + 1, "policy_version": batch["version"],
             "reward": sum(batch["rewards"]) / len(batch["rewards"]),
             "accuracy": sum(t.correct for t in batch["trajs"]) / len(batch["trajs"]),
             "reflection": reflection_frequency(batch["trajs"]), "e_plus": counts.e_plus, "e_minus": counts.e_minus,
             "kl": msg["kl"], "entropy": msg["entropy"], "clip_frac": msg["clip_frac"], "loss": msg["loss"],
-            "value_loss": msg["value_loss"], "lr": msg["lr"], "tokens": sum(t.n_tokens for t in batch["trajs"]),
+            "value_loss": msg["value_loss"], "lr": msg["lr"], "tokens": tokens,
             "dropped": dropped, "flat_groups": batch["flat_groups"], "rounds": batch["rounds"],
             "generate_s": batch["generate_s"], "score_s": batch["score_s"], "learn_s": msg["learn_s"],
             "sync_s": sync_s + msg["save_s"], "learner_idle_s": msg["idle_s"], "step_s": step_s,
-            "tokens_per_s": sum(t.n_tokens for t in batch["trajs"]) / max(step_s, 1e-9),
+            "tokens_per_s": tokens / max(step_s, 1e-9),
         }
 
 
