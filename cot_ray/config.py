@@ -116,6 +116,8 @@ class ReflectiveConfig(TrainConfig):
                                        "(paper: 1 for 1M, 1.25 for 4M, 1.5 for 16M)")
     proposals: int = Field(4, ge=0, description="candidate steps sampled at each state the walk visited")
     max_positive_share: float = Field(0.5, gt=0, le=1, description="cap on correct steps among verification examples")
+    expert_pairs: bool = Field(False, description="add the expert's step, labelled correct, at every state where a "
+                               "sampled step was wrong, so the verifier must judge the step and not the state")
     control: bool = Field(True, description="also train the planning-only control (same planning examples, no "
                           "verification) and report stage III minus control: the effect of learning to verify")
 

@@ -328,7 +328,8 @@ def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path)
     problems = [make_problem(task, config.corpus.difficulty, config.corpus.seed, i, "reflective", exclude)
                 for i in range(r.queries)]
     records = sample_verification_records(pool, task_name, problems, r.solve_temperature, r.propose_temperature,
-                                          r.proposals, r.verification, r.max_positive_share, r.seed)
+                                          r.proposals, r.verification, r.max_positive_share, r.seed,
+                                          expert_pairs=r.expert_pairs)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(records), path)
     negatives = sum(not x["correct"] for x in records)

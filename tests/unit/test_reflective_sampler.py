@@ -48,3 +48,20 @@ def test_detailed_labels_and_positive_cap():
     positives = sum(r["correct"] for r in records)
     assert 0 < positives <= len(records) - positives  # at most half are correct steps
     assert any(len(r["verification"]) > 1 for r in records)  # one label per element
+
+
+def test_expert_pairs_put_a_correct_step_beside_every_wrong_one():
+    """Every state with a wrong sampled step also holds the expert's step, labelled correct, and the
+    positive cap keeps those partners first."""
+    queries = problems(mult, "id-easy", 30, 0, "reflective")
+    records = sample_verification_records(LocalPool(ExpertPolicy(mult, step_error=0.5)), "mult", queries, 0.75, 1.0,
+                                          proposals=2, verification="binary", max_positive_share=0.5, seed=0,
+                                          expert_pairs=True)
+    wrong_states = {r["state"] for r in records if not r["correct"]}
+    partners = {r["state"]: r for r in records if r["source"] == "expert"}
+    assert wrong_states and set(partners) == wrong_states
+    assert all(p["correct"] and p["step"] == mult.expert_step(s) and p["verification"] == "✓"
+               for s, p in partners.items())
+    plain = sample_verification_records(LocalPool(ExpertPolicy(mult, step_error=0.5)), "mult", queries, 0.75, 1.0,
+                                        proposals=2, verification="binary", max_positive_share=0.5, seed=0)
+    assert all(r["source"] == "policy" for r in plain)

@@ -1,0 +1,144 @@
+"""Same-state pairs: does the self-verifier judge the step, or the state it is at?
+
+Stage III labels the stage-II policy's own steps. At the states where the policy errs, almost every
+sampled step is wrong, so "this state is hard" predicts the label nearly as well as the step does.
+A verifier that learned that shortcut rejects the first attempt and then every revision at that
+state as well (on cpu-small: revision e- 96.6%), so RMTP cannot recover there.
+
+This bench trains stage III twice from one run's stage-II policy and on its stage-III samples, at an
+equal budget, in one run:
+
+- ``plain``: the samples as stored (the run's ``data/reflective-<task>.parquet``);
+- ``pairs``: the same negatives and the same number of positives, the positives taken first from
+  the expert's steps at the states of the wrong ones (``cot_ray.train.reflective.expert_partners``).
+
+Both are evaluated on the validation split (held out of every training set; the test split is
+left to the report): MTP and RMTP accuracy with 95% intervals, the policy's e+ / e- on first
+attempts and on revisions, and the differences ``pairs - plain``.
+
+    python bench/verifier_pairs.py --run runs/cpu-small
+    python bench/verifier_pairs.py --run runs/smoke --n 20   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cot_ray.config import load_config
+from cot_ray.data.splits import problems
+from cot_ray.evaluate import Summary
+from cot_ray.stats import diff_interval
+from cot_ray.tasks import get_task
+from cot_ray.train.reflective import balance, expert_partners
+from cot_ray.verify import verification_counts
+
+ARMS = ("plain", "pairs")
+
+
+def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int) -> dict[str, Path]:
+    """The two arms' stage-III data: equal size, equal negatives, equal positive count."""
+    stored = pq.read_table(run / "data" / f"reflective-{task}.parquet").to_pylist()
+    records = [{**r, "source": "policy"} for r in stored]
+    positives = sum(r["correct"] for r in records)
+    negatives = len(records) - positives
+    partners = expert_partners(task, records, detailed)
+    paired = balance(records + partners, positives / len(records), False, random.Random(seed))
+    paths = {}
+    for arm, rows in (("plain", records), ("pairs", paired)):
+        paths[arm] = out / arm / f"reflective-{task}.parquet"
+        paths[arm].parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), paths[arm])
+        n_pos = sum(r["correct"] for r in rows)
+        print(f"{arm}: {len(rows)} verification examples, {n_pos} correct steps "
+              f"({sum(r['source'] == 'expert' for r in rows)} of them the expert's), {len(rows) - n_pos} wrong")
+    print(f"(stored: {positives} correct, {negatives} wrong; {len(partners)} states with a wrong step)")
+    return paths
+
+
+def evaluate_arm(config, checkpoint: Path, task: str, difficulties: list[str], n: int) -> dict:
+    from cot_ray.rollout.pool import pool_from_config
+
+    pool = pool_from_config(config.rollout, str(checkpoint))
+    pool.wait_ready()
+    rows = {}
+    try:
+        for d in difficulties:
+            probs = problems(get_task(task), d, n, config.eval.seed, "validation")
+            mtp = pool.run(task, probs, config.eval.execution("mtp"))
+            rmtp = pool.run(task, probs, config.eval.execution("rmtp"))
+            first, revision = verification_counts(rmtp), verification_counts(rmtp, revisions=True)
+            rows[d] = {"mtp": Summary.of(mtp), "rmtp": Summary.of(rmtp), "e+": first.e_plus, "e-": first.e_minus,
+                       "rev e+": revision.e_plus, "rev e-": revision.e_minus}
+    finally:
+        pool.shutdown()
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _acc(s: Summary) -> str:
+    return f"{100 * s.accuracy:.1f} [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]"
+
+
+def _diff(a: Summary, b: Summary) -> str:
+    lo, hi = diff_interval(a.correct, a.n, b.correct, b.n)
+    return f"{100 * (a.accuracy - b.accuracy):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--run", required=True, help="a run folder with stage2-sft/final and data/reflective-<task>.parquet")
+    p.add_argument("--config", default=None, help="stage III's budget, the pool and the eval seed (default: the "
+                   "run's own config.json)")
+    p.add_argument("--task", default=None, help="default: the config's first corpus task")
+    p.add_argument("--difficulties", nargs="+", default=["id-easy", "id-hard"])
+    p.add_argument("--n", type=int, default=None, help="validation problems per difficulty (default eval.validation_n)")
+    p.add_argument("--out", default=None, help="default: <run>/bench-verifier-pairs")
+    args = p.parse_args()
+
+    from cot_ray.train.stages import reflective_dataset, run_stage
+
+    run = Path(args.run).resolve()
+    config = load_config(args.config or run / "config.json")
+    task = args.task or config.corpus.tasks[0]
+    out = Path(args.out or run / "bench-verifier-pairs").resolve()
+    n = args.n or config.eval.validation_n
+    r = config.reflective_sft
+    paths = datasets(run, task, out, r.verification in ("detailed", "optional"), r.seed)
+    corpora = [str(run / "data" / f"corpus-{t}.parquet") for t in config.corpus.tasks]
+    results, seconds = {}, {}
+    for arm in ARMS:
+        t0 = time.time()
+        final = run_stage("reflective-sft", r, config.model, reflective_dataset(corpora, [str(paths[arm])], r),
+                          out / arm / "stage3", init=str(run / "stage2-sft" / "final"))
+        results[arm] = evaluate_arm(config, final, task, args.difficulties, n)
+        seconds[arm] = time.time() - t0
+        print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s", flush=True)
+
+    print(f"\nvalidation split, {n} problems per difficulty; accuracy % [95% interval]; e+/e- % of the policy's "
+          "own verifications (first attempts; revisions)")
+    print("| arm | split | MTP | RMTP | e+ | e- | revision e+ | revision e- |\n|---|---|---|---|---|---|---|---|")
+    for arm in ARMS:
+        for d, row in results[arm].items():
+            print(f"| {arm} | {d} | {_acc(row['mtp'])} | {_acc(row['rmtp'])} | {_pct(row['e+'])} | {_pct(row['e-'])} "
+                  f"| {_pct(row['rev e+'])} | {_pct(row['rev e-'])} |")
+    print("\n| split | pairs - plain, MTP | pairs - plain, RMTP | RMTP - MTP, plain | RMTP - MTP, pairs |")
+    print("|---|---|---|---|---|")
+    for d in args.difficulties:
+        a, b = results["pairs"][d], results["plain"][d]
+        print(f"| {d} | {_diff(a['mtp'], b['mtp'])} | {_diff(a['rmtp'], b['rmtp'])} "
+              f"| {_diff(b['rmtp'], b['mtp'])} | {_diff(a['rmtp'], a['mtp'])} |")
+    print(f"\ntime ratio pairs/plain: {seconds['pairs'] / seconds['plain']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
