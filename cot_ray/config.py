@@ -100,7 +100,8 @@ class TrainConfig(_Strict):
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(3, ge=0, description="worker failures Ray Train recovers from within the command "
                               "(the worker group restarts from the latest checkpoint); one more ends the stage")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16 autocast: auto = on GPUs that "
+                                                       "support it; bf16 = on any device, CPUs included")
     resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "
                                         "e.g. {trainer: 1} to land on a cluster's trainer group")
     seed: int = 0

@@ -71,3 +71,30 @@ def test_the_record_sees_a_tensor_left_on_the_cpu():
     with DeviceRecord() as record:
         model(input_ids=torch.ones(1, 3, dtype=torch.long))  # the batch was not moved
     assert any(d.startswith("cpu") for d in record.devices)
+
+
+class DtypeRecord(TorchDispatchMode):
+    """The dtypes of the matrix products run inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default):
+            self.dtypes.update(a.dtype for a in args if isinstance(a, torch.Tensor))
+        return func(*args, **(kwargs or {}))
+
+
+def test_precision_bf16_runs_the_step_in_bf16_on_a_cpu_and_auto_does_not():
+    from cot_ray.train.harness import Harness, uses_bf16
+
+    assert (uses_bf16("bf16", "cpu", False), uses_bf16("auto", "cpu", False), uses_bf16("auto", "cuda", True),
+            uses_bf16("auto", "cuda", False), uses_bf16("fp32", "cuda", True)) == (True, False, True, False, False)
+    h = Harness.__new__(Harness)  # only the precision decision, no Ray Train context
+    h.use_bf16, h.device = True, torch.device("cpu")
+    model = build_model("tiny")
+    with DtypeRecord() as record, h.autocast():
+        model(torch.ones(1, 4, dtype=torch.long))
+    assert torch.bfloat16 in record.dtypes
+
