@@ -63,9 +63,18 @@ class EvalConfig(_Strict):
     difficulties: list[Literal["id-easy", "id-hard", "ood-hard", "toy"]] = Field(
         default_factory=lambda: ["id-easy", "id-hard", "ood-hard"])
     modes: list[Literal["mtp", "rmtp", "rtbs"]] = Field(default_factory=lambda: ["mtp", "rmtp", "rtbs"])
+    reflective_difficulties: list[Literal["id-easy", "id-hard", "ood-hard", "toy"]] | None = Field(
+        None, description="difficulties on which trained policies also run the reflective modes (RMTP, RTBS; "
+        "default: all). MTP runs on every difficulty. Reflective runs are the slow ones: they spend their "
+        "proposal budget where the policy fails, so a split where everything fails costs the most")
     noise: list[NoiseConfig] = Field(default_factory=lambda: [NoiseConfig()])
     noise_n: int = Field(100, gt=0, description="test problems per difficulty for the noisy-expert rows (they "
                          "illustrate Theorem 1; they need fewer problems than the trained policies)")
+
+    def modes_on(self, difficulty: str, modes: list[str]) -> list[str]:
+        """The modes of ``modes`` a trained policy runs on ``difficulty``."""
+        reflective = self.reflective_difficulties is None or difficulty in self.reflective_difficulties
+        return [m for m in modes if m == "mtp" or reflective]
 
     def execution(self, mode: str) -> ExecutionConfig:
         """How every evaluation runs a policy: the paper's test settings (Table 3), this seed."""

@@ -311,7 +311,7 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
         for difficulty in e.difficulties:
             problems = make_problems(task, difficulty, e.n, e.seed)
             runs = {}
-            for mode in modes:
+            for mode in e.modes_on(difficulty, modes):
                 runs[mode] = pool.run(task_name, problems, e.execution(mode))
                 rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
                 if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)

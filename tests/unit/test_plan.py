@@ -32,3 +32,20 @@ def test_a_stage_is_done_only_when_its_model_weights_exist(tmp_path: Path):
     assert not stage.done(tmp_path)  # an empty final/ (a run killed while saving) is not done
     (final / "model.safetensors").write_bytes(b"")
     assert stage.done(tmp_path)
+
+
+def test_reflective_modes_run_only_on_the_difficulties_the_config_names(tmp_path):
+    """eval_checkpoint runs MTP on every difficulty, RMTP/RTBS only where reflective_difficulties says."""
+    from cot_ray.evaluate import LocalPool
+    from cot_ray.mtp import ExpertPolicy
+    from cot_ray.pipeline import eval_checkpoint
+    from cot_ray.tasks import get_task
+
+    config = load_config("configs/smoke.yaml")
+    config = config.model_copy(update={"corpus": config.corpus.model_copy(update={"tasks": ["mult"]}),
+                                       "eval": config.eval.model_copy(update={
+                                           "n": 3, "difficulties": ["id-easy", "id-hard"],
+                                           "reflective_difficulties": ["id-easy"]})})
+    rows = eval_checkpoint(config, LocalPool(ExpertPolicy(get_task("mult"))), "p", ["mtp", "rmtp", "rtbs"], tmp_path)
+    assert [(r["difficulty"], r["mode"]) for r in rows] == [
+        ("id-easy", "mtp"), ("id-easy", "rmtp"), ("id-easy", "rtbs"), ("id-hard", "mtp")]
