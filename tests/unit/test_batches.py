@@ -1,0 +1,25 @@
+"""Training batches: as wide as the longest example, and padding never enters the loss."""
+
+import numpy as np
+
+from cot_ray.train.batches import length_grouped_batches, pad_examples
+
+
+def test_width_is_the_longest_example_and_the_mask_covers_exactly_the_targets():
+    examples = [([1, 5, 6, 7, 8, 2], 3), ([1, 9, 9, 2], 2), (list(range(1, 41)), 10)]
+    for batch, max_len in ((examples[:2], 640), (examples, 640), (examples, 33)):
+        x, y, mask = pad_examples(batch, pad_id=0, max_len=max_len)
+        width = x.shape[1]
+        assert width == min(max(len(ids) for ids, _ in batch) - 1, max_len)
+        for row, (ids, start) in enumerate(batch):
+            n = min(len(ids), width + 1) - 1
+            assert list(x[row, :n]) == ids[:n] and list(y[row, :n]) == ids[1:n + 1]
+            assert mask[row].sum() == n - (start - 1) and not mask[row, n:].any() and not mask[row, :start - 1].any()
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = np.random.default_rng(0).integers(10, 300, size=1000)
+    batches = length_grouped_batches(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < np.ptp(lengths) / 4  # batches hold examples of similar length
