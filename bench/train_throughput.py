@@ -14,7 +14,6 @@ steps: the bf16 row must learn like the fp32 one (same seed, same data), or its 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import tempfile
 import time
@@ -27,7 +26,7 @@ def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precis
 
     from cot_ray.model import build_model
     from cot_ray.train.batches import Batches
-    from cot_ray.train.harness import uses_bf16
+    from cot_ray.train.harness import precision_context, uses_bf16
     from cot_ray.train.loop import make_optimizer, supervised_step
 
     torch.set_num_threads(threads)
@@ -35,12 +34,11 @@ def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precis
     opt = make_optimizer(model, 1e-3, 0.1)
     batches = Batches(examples, _cfg(args, len(examples)), rank=0, world=1)
     bf16 = uses_bf16(precision, "cpu", False)
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     times = []
     for step in range(args.steps):
         t0 = time.perf_counter()
         x, y, mask = (torch.from_numpy(a) for a in batches(step))
-        supervised_step(model, opt, x, y, mask, 1.0, autocast)
+        supervised_step(model, opt, x, y, mask, 1.0, lambda: precision_context(bf16, "cpu"))
         times.append(time.perf_counter() - t0)
     warm = args.steps // 4
     return (args.steps - warm) / sum(times[warm:])
@@ -113,6 +111,7 @@ def main() -> None:
 
 def _or_dash(x: float | None, width: int, digits: int) -> str:
     return f"{'-':>{width}}" if x is None else f"{x:{width}.{digits}f}"
+
 
 if __name__ == "__main__":
     main()

@@ -62,12 +62,11 @@ def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int) -> dict
 
 
 def evaluate_arm(config, checkpoint: Path, task: str, difficulties: list[str], n: int) -> dict:
-    from cot_ray.rollout.pool import pool_from_config
+    """MTP and RMTP on ``n`` validation problems per difficulty, on a rollout pool over ``checkpoint``."""
+    from cot_ray.pipeline import with_pool
 
-    pool = pool_from_config(config.rollout, str(checkpoint))
-    pool.wait_ready()
-    rows = {}
-    try:
+    def work(pool) -> dict:
+        rows = {}
         for d in difficulties:
             probs = problems(get_task(task), d, n, config.eval.seed, "validation")
             mtp = pool.run(task, probs, config.eval.execution("mtp"))
@@ -75,9 +74,9 @@ def evaluate_arm(config, checkpoint: Path, task: str, difficulties: list[str], n
             first, revision = verification_counts(rmtp), verification_counts(rmtp, revisions=True)
             rows[d] = {"mtp": Summary.of(mtp), "rmtp": Summary.of(rmtp), "e+": first.e_plus, "e-": first.e_minus,
                        "rev e+": revision.e_plus, "rev e-": revision.e_minus}
-    finally:
-        pool.shutdown()
-    return rows
+        return rows
+
+    return with_pool(config, checkpoint, work)
 
 
 def _pct(x: float | None) -> str:

@@ -203,12 +203,12 @@ def sft_pool_stage(config: PipelineConfig, out: Path) -> None:
         for task, path in _missing_reflective_data(config, out):
             _sample_reflective(config, pool, task, path)
 
-    _with_pool(config, out / STAGE_DIRS["sft"] / "final", both)
+    with_pool(config, out / STAGE_DIRS["sft"] / "final", both)
 
 
 def eval_stage(config: PipelineConfig, out: Path, name: str, modes: list[str]) -> list[dict]:
     """Evaluate the checkpoint ``out/<name>/final`` into ``eval/<name>.json``."""
-    return _cached(out / "eval" / f"{name}.json", lambda: _with_pool(
+    return _cached(out / "eval" / f"{name}.json", lambda: with_pool(
         config, out / name / "final", lambda pool: eval_checkpoint(config, pool, name, modes, out)))
 
 
@@ -248,7 +248,7 @@ def rl_stage(config: PipelineConfig, out: Path, name: str, init: str, mode: str,
     final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress,
                    on_done=lambda pool: _cached(cache, lambda: eval_checkpoint(config, pool, name, modes, out)))
     if not cache.exists():  # the RL run was already finished: evaluate on a fresh pool
-        _cached(cache, lambda: _with_pool(config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
+        _cached(cache, lambda: with_pool(config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
 
 
 def _missing_reflective_data(config: PipelineConfig, out: Path) -> list[tuple[str, Path]]:
@@ -277,7 +277,7 @@ def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str
         data = [out / "data" / f"reflective-{t}.parquet" for t in config.corpus.tasks]
         missing = _missing_reflective_data(config, out)
         if missing:
-            _with_pool(config, init, lambda pool: [_sample_reflective(config, pool, t, p) for t, p in missing])
+            with_pool(config, init, lambda pool: [_sample_reflective(config, pool, t, p) for t, p in missing])
         dataset = reflective_dataset(corpora, [str(p) for p in data], cfg)
     else:
         cfg = config.pretrain if stage == "pretrain" else config.sft
@@ -286,7 +286,7 @@ def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str
                      progress=progress)
 
 
-def _with_pool(config: PipelineConfig, checkpoint: Path, work):
+def with_pool(config: PipelineConfig, checkpoint: Path, work):
     """Run ``work(pool)`` on a rollout pool over ``checkpoint``; the pool is gone afterwards, so
     the CPUs are free for the next training stage."""
     pool = _pool(config, str(checkpoint))

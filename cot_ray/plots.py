@@ -48,7 +48,7 @@ def plot_accuracy(rows: list[dict], modes: list[str], path: Path) -> None:
     ax.set_ylabel("accuracy (%), 95% interval")
     ax.set_ylim(0, 105)
     ax.legend()
-    save(fig, path, dpi=120)
+    save(fig, path)
 
 
 def plot_rl(curves: dict[str, dict[str, list[float]]], columns: tuple[str, ...], path: Path) -> None:
@@ -84,4 +84,4 @@ def plot_heatmap(grid: dict[tuple[int, int], tuple[int, int]], title: str, path:
     ax.set_ylabel("digits of x")
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, label="accuracy (%)")
-    save(fig, path, dpi=120)
+    save(fig, path)

@@ -36,6 +36,13 @@ def uses_bf16(precision: str, device_type: str, cuda_bf16: bool) -> bool:
     return precision == "bf16" or (precision == "auto" and device_type == "cuda" and cuda_bf16)
 
 
+def precision_context(bf16: bool, device_type: str):
+    """The context a step runs in: bf16 autocast on ``device_type``, or a no-op."""
+    import torch
+
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 def lr_at(step: int, cfg: dict[str, Any]) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
     warmup, total = cfg["warmup_steps"], cfg["steps"]
@@ -145,11 +152,7 @@ class Harness:
 
     def autocast(self):
         """bf16 autocast where the device supports it, else a no-op context."""
-        import torch
-
-        if not self.use_bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return precision_context(self.use_bf16, self.device.type)
 
     def metrics(self, fields: list[str]) -> MetricsLog | None:
         """Rank 0's metrics log (None on other ranks)."""
