@@ -7,7 +7,7 @@ from cot_ray.config import ConfigError, load_config
 
 
 def test_shipped_configs_load():
-    for name in ("smoke", "cpu-small", "cpu-small-detailed"):
+    for name in ("smoke", "cpu-small", "cpu-small-detailed", "cpu-small-bf16"):
         cfg = load_config(f"configs/{name}.yaml")
         assert cfg.name == name and cfg.corpus.n > 0
 
