@@ -48,6 +48,7 @@ def record(traj: Trajectory, task: Task) -> dict:
         "steps": len(traj.steps),
         "reflections": traj.n_reflections,
         "rejections": traj.n_rejections,
+        "backtracks": sum(s.backtrack for s in traj.steps),
         "finish": traj.finish,
         "tokens": traj.n_tokens,
         "first_error": kind,
@@ -69,6 +70,7 @@ class Summary:
     reflection_frequency: float
     rejection_rate: float
     invalid: int
+    backtracked: int
 
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory]) -> Summary:
@@ -86,6 +88,7 @@ class Summary:
             reflection_frequency=reflection_frequency(trajectories) or 0.0,
             rejection_rate=sum(t.n_rejections for t in trajectories) / max(steps, 1),
             invalid=sum(t.finish == "invalid" for t in trajectories),
+            backtracked=sum(any(s.backtrack for s in t.steps) for t in trajectories),
         )
 
     def line(self) -> str:

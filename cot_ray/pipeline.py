@@ -162,14 +162,14 @@ def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list
     (out / "eval").mkdir(parents=True, exist_ok=True)
     spec = get_task(task)
     write_jsonl(str(out / "eval" / f"{tag}.jsonl"), (record(t, spec) for t in trajs))
-    from cot_ray.verify import verification_counts
+    from cot_ray.verify import rejections_by_truth, verification_counts
 
     summary = Summary.of(trajs)
     counts = verification_counts(trajs)
     log.info("eval %s %s %s %s: %s e+=%s e-=%s", policy, task, difficulty, mode, summary.line(), counts.e_plus,
              counts.e_minus)
     return {"policy": policy, "task": task, "difficulty": difficulty, "mode": mode, **summary.__dict__,
-            "e_plus": counts.e_plus, "e_minus": counts.e_minus}
+            "e_plus": counts.e_plus, "e_minus": counts.e_minus, "by_truth": rejections_by_truth(spec, trajs)}
 
 
 def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:

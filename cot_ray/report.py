@@ -201,6 +201,36 @@ def _reflection(rows: list[dict]) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|", *table, ""]
 
 
+def _share(rejected_judged: list[int], accepted: bool) -> str:
+    """``12.5 (40)``: the share (%) of judged steps accepted (or rejected), and how many were judged."""
+    rejected, judged = rejected_judged
+    return "-" if not judged else f"{100 * ((judged - rejected) if accepted else rejected) / judged:.1f} ({judged})"
+
+
+def _by_truth(rows: list[dict]) -> list[str]:
+    """The policy's own verification split by what the steps really were, and RTBS backtracking."""
+    table = []
+    for r in rows:
+        truth = r.get("by_truth")
+        if r["mode"] == "mtp" or not truth or not sum(n for _, n in truth.values()):
+            continue
+        backtracked = f"{r['backtracked']} / {r['n']}" if r["mode"] == "rtbs" and "backtracked" in r else "-"
+        table.append(f"| {r['policy']} | {r['task']} | {r['difficulty']} | {r['mode'].upper()} | "
+                     f"{_share(truth['broken'], True)} | {_share(truth['wrong-guess'], True)} | "
+                     f"{_share(truth['sound'], False)} | {backtracked} |")
+    if not table:
+        return []
+    return ["## What the policy's verification catches", "",
+            "First attempts at each state, by what the step really was: **broken** (the expert verifier",
+            "flags an element: e+ on these is the share accepted), **wrong guess** (breaks no rule, so the",
+            "rule-based verifier passes it, but the board has no solution: Sudoku only; a binary check cannot",
+            "see these, RTBS can find them by backtracking) and **sound** (e-: the share rejected). In brackets:",
+            "steps judged. backtracked: RTBS runs that went back to an earlier state at least once.", "",
+            "| policy | task | split | mode | broken: accepted | wrong guess: accepted | sound: rejected |"
+            " backtracked |",
+            "|---|---|---|---|---|---|---|---|", *table, ""]
+
+
 RL_RUNS = ("stage4-rl-mtp", "stage4-rl-rmtp")
 RL_CURVES = ("reward", "accuracy", "reflection", "e_plus", "e_minus", "flat_groups")
 """Per-update columns of an RL run's metrics.csv that the report plots (when present)."""
@@ -265,6 +295,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     lines += _accuracy_tables(rows, modes, tasks, difficulties)
     lines += _comparisons(rows, tasks, difficulties)
     lines += _reflection(rows)
+    lines += _by_truth(rows)
     lines += _failures(out, rows, tasks, difficulties)
     lines += _rl_section(out)
     heat = heatmap_records(out, rows)

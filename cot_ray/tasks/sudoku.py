@@ -284,6 +284,15 @@ class Sudoku:
             return "changed"
         return None if self.verify(state, step).ok else "clash"
 
+    def dead_end(self, state: str, step: str) -> bool:
+        """Is ``step`` rule-consistent, yet its board has no solution? That is a wrong guess (or
+        a wrong fill that breaks no rule yet): the expert verifier accepts it, because a rule check
+        cannot see it (paper.md section 3.3); only a search can, or RTBS by backtracking."""
+        m = self._step.match(step)
+        if m is None or self.diagnose(state, step) is not None:
+            return False
+        return solve(parse_board(m["board"]) or []) is None
+
     def check_answer(self, problem: Problem, answer: str) -> bool:
         board = parse_board(answer.strip())
         clues = parse_board(str(problem.question["puzzle"]))

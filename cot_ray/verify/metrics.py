@@ -17,6 +17,10 @@ missing one is no judgement). A verification rejects a step by the executor's ow
 judgement of the step at its state, as the oracle the paper uses.
 
 Counts are returned with the rates so evaluations of many shards can be added up.
+
+:func:`rejections_by_truth` splits the same judgements by what the step really was: sound, a
+broken rule (any element the expert verifier flags), or a wrong guess (rule-consistent, so the
+expert verifier passes it, but a dead end: Sudoku, paper.md section 3.3).
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from dataclasses import asdict, dataclass
 
 from cot_ray.mtp.trajectory import Trajectory
 from cot_ray.mtp.transition import rejects
+from cot_ray.tasks import Task
 from cot_ray.verify.verifier import ExpertVerifier
+
+TRUTHS = ("sound", "broken", "wrong-guess")
+"""What a judged step really was, in :func:`rejections_by_truth`."""
 
 
 @dataclass(frozen=True)
@@ -80,3 +88,27 @@ def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier, revision
     wrong = [not r for r, t in zip(rejected, truth) if not t.ok]
     return VerificationCounts(wrong=len(wrong), wrong_accepted=sum(wrong), right=len(right),
                               right_rejected=sum(right))
+
+
+def step_truth(task: Task, state: str, step: str) -> str:
+    """"broken" when the expert verifier flags any element of the step (or T cannot read it),
+    "wrong-guess" when it breaks no rule but leads nowhere (tasks with ``dead_end``), else "sound"."""
+    if task.diagnose(state, step) is not None:
+        return "broken"
+    dead_end = getattr(task, "dead_end", None)
+    return "wrong-guess" if dead_end is not None and dead_end(state, step) else "sound"
+
+
+def rejections_by_truth(task: Task, trajectories: Iterable[Trajectory]) -> dict[str, list[int]]:
+    """truth -> [rejected, judged] over first-attempt steps that carry a verification.
+
+    Splits e+ into the errors a rule check sees (broken: e+ = 1 - rejected share) and those it
+    cannot (wrong guesses), and gives e- on the sound steps only."""
+    out = {truth: [0, 0] for truth in TRUTHS}
+    for traj in trajectories:
+        for s in traj.steps:
+            if s.attempt == 0 and s.verification:
+                cell = out[step_truth(task, s.state, s.step) if s.valid else "broken"]
+                cell[0] += rejects(s.verification)
+                cell[1] += 1
+    return out

@@ -54,9 +54,16 @@ def test_record_carries_first_error():
     assert json.loads(r["question"]) == {"x": 12, "y": 345}
 
 
+def test_record_and_summary_count_backtracks():
+    back = _traj(StepRecord("s0", "ok", rejected=True, backtrack=True), StepRecord("s0", "ok", rejected=True,
+                                                                                  backtrack=True))
+    assert record(back, _Diagnosing())["backtracks"] == 2
+    assert Summary.of([back, _traj(StepRecord("s0", "ok"))]).backtracked == 1
+
+
 def test_summary_has_counts_and_interval():
     s = Summary.of([_traj(correct=True)] * 5 + [_traj()] * 5)
-    assert (s.n, s.correct, s.accuracy) == (10, 5, 0.5)
+    assert (s.n, s.correct, s.accuracy, s.backtracked) == (10, 5, 0.5, 0)
     assert (s.ci_low, s.ci_high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert "[23.7%, 76.3%]" in s.line()
 
@@ -104,6 +111,7 @@ def test_write_report(tmp_path):
                                             "eval": {"difficulties": ["id-easy"], "modes": ["mtp", "rmtp"]}})
     rows = [_row("expert", "id-easy", "mtp", 200), _row("stage2-sft", "id-easy", "mtp", 100),
             _row("stage3-reflective-sft", "id-easy", "mtp", 104), _row("stage3-reflective-sft", "id-easy", "rmtp", 150)]
+    rows[-1]["by_truth"] = {"sound": [3, 40], "broken": [9, 10], "wrong-guess": [0, 0]}
     rows[-1].update({"mu": 0.9, "e_plus": 0.1, "e_minus": 0.2, "e_plus_revision": 0.3, "e_minus_revision": 0.4,
                      "pass@1": 0.5, "pass@4": 0.75, "pass@16": 1.0, "wrong_greedy_states": 12, "theorem1_rmtp": 0.8})
     (tmp_path / "eval").mkdir()
@@ -118,6 +126,7 @@ def test_write_report(tmp_path):
     assert "RTBS" not in text.split("## Comparisons")[1].split("##")[0]  # rows that do not exist are not compared
     assert ("| stage3-reflective-sft | mult | id-easy | 90.0 | 10.0 / 20.0 | 30.0 / 40.0 |" in text
             and "| 50.0 / 75.0 / 100.0 (12) | 80.0 | 75.0 [68.6, 80.5] |" in text)  # Theorem 1 beside measured
+    assert "| stage3-reflective-sft | mult | id-easy | RMTP | 10.0 (10) | - | 7.5 (40) | - |" in text
     assert "| policy | split | failing | carry | sum | none |" in text
     assert "| stage3-reflective-sft | id-easy | 4 / 7 | 50.0 | 25.0 | 25.0 |" in text
     assert "| stage2-sft |" not in text.split("## Where steps fail")[1]  # no JSONL: skipped quietly

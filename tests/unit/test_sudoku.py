@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import Sudoku, get_task
-from cot_ray.tasks.sudoku import BLANK_RANGES, PEERS, count_solutions, has_clash, parse_board
+from cot_ray.tasks.sudoku import BLANK_RANGES, PEERS, candidates, count_solutions, has_clash, parse_board
 
 sudoku = get_task("sudoku")
 
@@ -93,3 +93,21 @@ def test_verify_is_the_rule_definition(before, after):
                      for i, (b, a) in enumerate(zip(before, after)))
     assert sudoku.verify(state, step, detailed=True).labels == expected
     assert sudoku.verify(state, step).labels == (all(expected),)
+
+
+def test_a_wrong_guess_is_rule_consistent_but_a_dead_end():
+    p = sudoku.generate("id-hard", random.Random(3))
+    puzzle, solution = parse_board(p.question["puzzle"]), parse_board(p.answer)
+    state = p.question["puzzle"]
+    assert not sudoku.dead_end(state, sudoku.expert_step(state, p))
+    # a candidate of some blank that is not the solution's value, and leaves no solution
+    wrong = next((cell, v) for cell in range(81) if puzzle[cell] == 0
+                 for v in sorted(candidates(puzzle, cell) - {solution[cell]})
+                 if count_solutions([*puzzle[:cell], v, *puzzle[cell + 1:]], 1) == 0)
+    board = list(puzzle)
+    board[wrong[0]] = wrong[1]
+    step = f"?{wrong[0] // 9}{wrong[0] % 9}{wrong[1]};" + "".join(map(str, board))
+    assert sudoku.verify(state, step).ok and sudoku.diagnose(state, step) is None  # the rule check passes it
+    assert sudoku.dead_end(state, step)
+    clash = sudoku.perturb_step(state, random.Random(0))
+    assert sudoku.diagnose(state, clash) == "clash" and not sudoku.dead_end(state, clash)

@@ -9,7 +9,7 @@ from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor, StepRecord, Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.tasks import get_task
-from cot_ray.verify import ExpertVerifier, RewardModel, VerificationCounts, verification_counts
+from cot_ray.verify import ExpertVerifier, RewardModel, VerificationCounts, rejections_by_truth, verification_counts
 
 verifier = ExpertVerifier()
 
@@ -130,6 +130,27 @@ def test_counts_follow_the_papers_rules_on_a_hand_made_trajectory():
     assert reflection_frequency([Trajectory(p, "rmtp", steps)]) == 4 / 6  # non-empty verifications
     empty = VerificationCounts()
     assert empty.e_plus is None and empty.e_minus is None and reflection_frequency([]) is None
+    # the same judgements split by truth: the wrong step is "broken" (mult has no dead ends)
+    assert rejections_by_truth(task, [Trajectory(p, "rmtp", steps)]) == {
+        "sound": [1, 1], "broken": [0, 1], "wrong-guess": [0, 0]}
+
+
+def test_sudoku_wrong_guesses_are_counted_apart_from_broken_rules():
+    task = get_task("sudoku")
+    p = make_problem(task, "id-hard", 0, 1)
+    puzzle, solution = p.question["puzzle"], p.answer
+    cell = next(i for i, ch in enumerate(puzzle) if ch == "0")
+    wrong = next(
+        (c, v) for c in range(81) if puzzle[c] == "0" for v in "123456789"
+        if v != solution[c] and task.verify(puzzle, f"?{c // 9}{c % 9}{v};{puzzle[:c]}{v}{puzzle[c + 1:]}").ok
+        and task.dead_end(puzzle, f"?{c // 9}{c % 9}{v};{puzzle[:c]}{v}{puzzle[c + 1:]}"))
+    c, v = wrong
+    guess = f"?{c // 9}{c % 9}{v};{puzzle[:c]}{v}{puzzle[c + 1:]}"
+    steps = [StepRecord(puzzle, guess, "✓"), StepRecord(puzzle, task.expert_step(puzzle, p), "✗"),
+             StepRecord(puzzle, task.perturb_step(puzzle, random.Random(cell)), "✗"),
+             StepRecord(puzzle, "garbage", "✓", valid=False)]
+    assert rejections_by_truth(task, [Trajectory(p, "rmtp", steps)]) == {
+        "sound": [1, 1], "broken": [1, 2], "wrong-guess": [0, 1]}
 
 
 def test_scoring_code_imports_no_ray():
