@@ -69,8 +69,8 @@ def evaluate_arm(config, checkpoint: Path, task: str, difficulties: list[str], n
         rows = {}
         for d in difficulties:
             probs = problems(get_task(task), d, n, config.eval.seed, "validation")
-            mtp = pool.run(task, probs, config.eval.execution("mtp"))
-            rmtp = pool.run(task, probs, config.eval.execution("rmtp"))
+            mtp = pool.run(task, probs, config.eval.execution("mtp", task))
+            rmtp = pool.run(task, probs, config.eval.execution("rmtp", task))
             first, revision = verification_counts(rmtp), verification_counts(rmtp, revisions=True)
             rows[d] = {"mtp": Summary.of(mtp), "rmtp": Summary.of(rmtp), "e+": first.e_plus, "e-": first.e_minus,
                        "rev e+": revision.e_plus, "rev e-": revision.e_minus}

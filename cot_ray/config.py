@@ -76,9 +76,14 @@ class EvalConfig(_Strict):
         reflective = self.reflective_difficulties is None or difficulty in self.reflective_difficulties
         return [m for m in modes if m == "mtp" or reflective]
 
-    def execution(self, mode: str) -> ExecutionConfig:
-        """How every evaluation runs a policy: the paper's test settings (Table 3), this seed."""
-        return ExecutionConfig(mode=mode, seed=self.seed)
+    plan_temperature: dict[str, float] = Field(
+        default_factory=lambda: {"sudoku": 1.0, "sudoku-listed": 1.0},
+        description="first-attempt planning temperature per task (paper Table 3: 0, greedy, for Mult; 1 for "
+        "Sudoku, read from the appendix text); a task not listed plans greedily")
+
+    def execution(self, mode: str, task: str) -> ExecutionConfig:
+        """How every evaluation runs a policy on ``task``: the paper's test settings (Table 3), this seed."""
+        return ExecutionConfig(mode=mode, seed=self.seed, plan_temperature=self.plan_temperature.get(task, 0.0))
 
 
 class ModelConfig(_Strict):

@@ -186,7 +186,7 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
                 for name, noise in policies.items():
                     for mode in e.modes:
                         trajs = evaluate(task, ExpertPolicy(task, **noise), problems[:e.noise_n] if noise else problems,
-                                         e.execution(mode), progress=progress)
+                                         e.execution(mode, task_name), progress=progress)
                         rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
         return rows
 
@@ -312,7 +312,7 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
             problems = make_problems(task, difficulty, e.n, e.seed)
             runs = {}
             for mode in e.modes_on(difficulty, modes):
-                runs[mode] = pool.run(task_name, problems, e.execution(mode))
+                runs[mode] = pool.run(task_name, problems, e.execution(mode, task_name))
                 rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
                 if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
                     rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))

@@ -12,6 +12,13 @@ def test_shipped_configs_load():
         assert cfg.name == name and cfg.corpus.n > 0
 
 
+def test_evaluation_uses_the_papers_planning_temperature_per_task():
+    e = load_config("configs/smoke.yaml").eval
+    assert e.execution("rmtp", "mult").plan_temperature == 0.0  # Mult: greedy first attempt
+    assert e.execution("rtbs", "sudoku").plan_temperature == 1.0  # Sudoku: temperature 1
+    assert (e.execution("rtbs", "sudoku").width, e.execution("mtp", "sudoku").step_budget) == (4, 32)
+
+
 def test_a_config_extends_another_and_overrides_single_fields(tmp_path):
     (tmp_path / "base.yaml").write_text("name: base\nsft: {steps: 10, lr: 0.001}\ncorpus: {n: 50}\n")
     (tmp_path / "variant.yaml").write_text("extends: base.yaml\nname: variant\nsft: {lr: 0.002}\n")
