@@ -77,13 +77,15 @@ class EvalConfig(_Strict):
         return [m for m in modes if m == "mtp" or reflective]
 
     plan_temperature: dict[str, float] = Field(
-        default_factory=lambda: {"sudoku": 1.0, "sudoku-listed": 1.0},
-        description="first-attempt planning temperature per task (paper Table 3: 0, greedy, for Mult; 1 for "
-        "Sudoku, read from the appendix text); a task not listed plans greedily")
+        default_factory=lambda: {"sudoku": 1.0},
+        description="first-attempt planning temperature per task or task family (the name before '-': sudoku "
+        "covers sudoku-listed; paper Table 3: 0, greedy, for Mult; 1 for Sudoku, read from the appendix text); "
+        "a task not listed plans greedily")
 
     def execution(self, mode: str, task: str) -> ExecutionConfig:
         """How every evaluation runs a policy on ``task``: the paper's test settings (Table 3), this seed."""
-        return ExecutionConfig(mode=mode, seed=self.seed, plan_temperature=self.plan_temperature.get(task, 0.0))
+        temperature = self.plan_temperature.get(task, self.plan_temperature.get(task.split("-")[0], 0.0))
+        return ExecutionConfig(mode=mode, seed=self.seed, plan_temperature=temperature)
 
 
 class ModelConfig(_Strict):

@@ -21,7 +21,8 @@ TASKS: dict[str, Callable[[], Task]] = {
     "mult": lambda: Multiplication(LsdLayout(), "mult"),
     "mult-msd": lambda: Multiplication(MsdLayout(), "mult-msd"),  # the first layout, a baseline
     "sudoku": Sudoku,
-    "sudoku-listed": lambda: Sudoku(listed=True),  # the paper's step: unit listings, fills, board
+    "sudoku-listed": lambda: Sudoku(layout="listed"),  # the paper's step: unit listings, fills, board
+    "sudoku-slots": lambda: Sudoku(layout="slots"),  # unit listings in fixed slots, then the board
 }
 
 

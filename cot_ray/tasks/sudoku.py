@@ -21,6 +21,16 @@ three lists by ``:``), then the fills, then the board. The candidates of a blank
 digits missing from three short lists the step itself wrote:
 
     1356,24789,...:...:...;014,285?733;<81 digits>
+
+The ``sudoku-slots`` variant is built for a small transformer to learn: every unit is listed in
+nine fixed slots (slot v holds v when the unit has it, else 0), and the new board follows at
+once, the fills being visible in it:
+
+    100050009,...:...:...;<81 digits>
+
+Every step then has the same length and every part of it a fixed offset, so the candidates of
+the cell written at offset k of the board are read from three slot groups at fixed offsets from
+k, the way the aligned additions of ``mult`` line digits up.
 """
 
 from __future__ import annotations
@@ -42,8 +52,15 @@ BLANK_RANGES: dict[str, tuple[int, int]] = {
 _BOARD = re.compile(r"[0-9]{81}")  # used with fullmatch: "$" would let a trailing newline in
 _FILLS = r"(?P<fills>\??[0-8][0-8][1-9](?:,\??[0-8][0-8][1-9])*)"
 _LIST = ":".join([r"(?:[1-9]*,){8}[1-9]*"] * 3)
-_STEP = re.compile(rf"^{_FILLS};(?P<board>[0-9]{{81}})$")
-_LISTED_STEP = re.compile(rf"^(?P<listing>{_LIST});{_FILLS};(?P<board>[0-9]{{81}})$")
+_SLOTS = ":".join([r"(?:[0-9]{9},){8}[0-9]{9}"] * 3)
+LAYOUTS: dict[str, tuple[re.Pattern[str], str]] = {
+    "fills": (re.compile(rf"^{_FILLS};(?P<board>[0-9]{{81}})$"), "rcv,...;<81 digits>"),
+    "listed": (re.compile(rf"^(?P<listing>{_LIST});{_FILLS};(?P<board>[0-9]{{81}})$"),
+               "<rows>:<columns>:<blocks>;rcv,...;<81 digits>"),
+    "slots": (re.compile(rf"^(?P<listing>{_SLOTS});(?P<board>[0-9]{{81}})$"),
+              "<rows>:<columns>:<blocks> in 9 slots each;<81 digits>"),
+}
+"""Step layout -> (its pattern, its shape for error messages)."""
 UNITS: tuple[tuple[int, ...], ...] = tuple(
     [tuple(r * 9 + c for c in range(9)) for r in range(9)]
     + [tuple(r * 9 + c for r in range(9)) for c in range(9)]
@@ -68,6 +85,13 @@ def format_board(board: list[int]) -> str:
 def listing(board: list[int]) -> str:
     """The numbers present in each row, column and block (the ``sudoku-listed`` step's first part)."""
     groups = ["".join(map(str, sorted({board[i] for i in unit} - {0}))) for unit in UNITS]
+    return ":".join(",".join(groups[k:k + 9]) for k in (0, 9, 18))
+
+
+def slot_listing(board: list[int]) -> str:
+    """Every row, column and block in nine slots (the ``sudoku-slots`` step's first part)."""
+    groups = ["".join(str(v) if v in present else "0" for v in range(1, 10))
+              for present in ({board[i] for i in unit} for unit in UNITS)]
     return ":".join(",".join(groups[k:k + 9]) for k in (0, 9, 18))
 
 
@@ -175,12 +199,14 @@ class Sudoku:
     answer check (any valid grid that keeps the clues) needs.
     """
 
-    def __init__(self, unique: bool = False, listed: bool = False) -> None:
+    def __init__(self, unique: bool = False, layout: str = "fills") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown sudoku layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         self.unique = unique
-        self.listed = listed
-        self.name = "sudoku-listed" if listed else "sudoku"
-        self._step = _LISTED_STEP if listed else _STEP
-        self._shape = ("<rows>:<columns>:<blocks>;" if listed else "") + "rcv,...;<81 digits>"
+        self.layout = layout
+        self.name = "sudoku" if layout == "fills" else f"sudoku-{layout}"
+        self._step, self._shape = LAYOUTS[layout]
+        self._listing = {"fills": None, "listed": listing, "slots": slot_listing}[layout]
 
     def generate(self, difficulty: str, rng: random.Random) -> Problem:
         lo, hi = BLANK_RANGES[check_difficulty(difficulty)]
@@ -250,8 +276,14 @@ class Sudoku:
         return self._write(board, [(cell, rng.choice(peer_values), False)])
 
     def _write(self, board: list[int], fills: list[tuple[int, int, bool]]) -> str:
-        step = _write_step(board, fills)
-        return f"{listing(board)};{step}" if self.listed else step
+        new = list(board)
+        for cell, value, _ in fills:
+            new[cell] = value
+        if self.layout == "slots":
+            return f"{slot_listing(board)};{format_board(new)}"
+        marks = (f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}" for cell, value, guess in sorted(fills))
+        step = f"{','.join(marks)};{format_board(new)}"
+        return f"{listing(board)};{step}" if self.layout == "listed" else step
 
     def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
         """Rule-consistency, as the paper's expert verifier: no clue or earlier number changed and
@@ -271,14 +303,14 @@ class Sudoku:
                                   for repeat, b, a in zip(_REPEAT, before, after)))
 
     def diagnose(self, state: str, step: str) -> str | None:
-        """What is first wrong with ``step``: "format" (unreadable), "listing" (``sudoku-listed``: a
-        row, column or block listed wrong), "changed" (a clue or earlier number altered), "clash"
+        """What is first wrong with ``step``: "format" (unreadable), "listing" (``sudoku-listed`` and
+        ``sudoku-slots``: a row, column or block listed wrong), "changed" (a clue or earlier number altered), "clash"
         (a repeat in a row, column or block), or None (rule-consistent; a wrong guess is
         rule-consistent, and only the solution can tell it apart)."""
         m = self._step.match(step)
         if m is None or not _BOARD.fullmatch(state):
             return "format"
-        if self.listed and m["listing"] != listing(parse_board(state) or []):
+        if self._listing and m["listing"] != self._listing(parse_board(state) or []):
             return "listing"
         if not _keeps_numbers(state, m["board"]):
             return "changed"
@@ -321,12 +353,3 @@ def _singles(cands: dict[int, set[int]]) -> dict[int, int]:
             if len(places) == 1:
                 forced.setdefault(places[0], value)
     return forced
-
-
-def _write_step(board: list[int], fills: list[tuple[int, int, bool]]) -> str:
-    new = list(board)
-    parts = []
-    for cell, value, guess in sorted(fills):
-        new[cell] = value
-        parts.append(f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}")
-    return f"{','.join(parts)};{format_board(new)}"

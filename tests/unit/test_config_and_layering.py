@@ -17,6 +17,8 @@ def test_evaluation_uses_the_papers_planning_temperature_per_task():
     e = load_config("configs/smoke.yaml").eval
     assert e.execution("rmtp", "mult").plan_temperature == 0.0  # Mult: greedy first attempt
     assert e.execution("rtbs", "sudoku").plan_temperature == 1.0  # Sudoku: temperature 1
+    assert e.execution("mtp", "sudoku-slots").plan_temperature == 1.0  # by family
+    assert e.execution("mtp", "mult-msd").plan_temperature == 0.0
     assert (e.execution("rtbs", "sudoku").width, e.execution("mtp", "sudoku").step_budget) == (4, 32)
 
 

@@ -1,4 +1,5 @@
-"""The paper's full Sudoku step (``sudoku-listed``): unit listings, fills, new board."""
+"""The paper's full Sudoku step: unit listings, fills, new board (``sudoku-listed``), and the same listings
+in fixed slots followed by the board (``sudoku-slots``)."""
 
 import random
 
@@ -7,9 +8,9 @@ from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import get_task
-from cot_ray.tasks.sudoku import UNITS, listing, parse_board
+from cot_ray.tasks.sudoku import UNITS, listing, parse_board, slot_listing
 
-listed, plain = get_task("sudoku-listed"), get_task("sudoku")
+listed, plain, slots = get_task("sudoku-listed"), get_task("sudoku"), get_task("sudoku-slots")
 
 
 @given(st.integers(0, 2**32), st.sampled_from(["id-easy", "id-hard"]))
@@ -60,3 +61,33 @@ def test_the_plain_layout_rejects_a_listed_step_and_the_other_way_round():
     state = listed.initial_state(p)
     assert not plain.transition(state, listed.expert_step(state, p)).valid
     assert not listed.transition(state, plain.expert_step(state, p)).valid
+
+
+@given(st.integers(0, 2**32), st.sampled_from(["id-easy", "id-hard"]))
+@settings(max_examples=30, deadline=None)
+def test_slots_hold_each_units_numbers_at_fixed_places_and_the_board_is_the_plain_layouts(seed, level):
+    p = slots.generate(level, random.Random(seed))
+    trace = expert_trace(slots, p)
+    for state, step in trace:
+        assert slots.verify(state, step).ok and slots.diagnose(state, step) is None and len(step) == 351
+        board, lists = parse_board(state), step.split(";")[0]
+        groups = [g for part in lists.split(":") for g in part.split(",")]
+        assert [{int(ch) for ch in g} - {0} for g in groups] == [{board[i] for i in unit} - {0} for unit in UNITS]
+        assert all(ch in ("0", str(v)) for g in groups for v, ch in zip(range(1, 10), g))
+        assert step.split(";")[1] == plain.expert_step(state, p).split(";")[1]
+    t = slots.transition(*trace[-1])
+    assert t.is_answer and slots.check_answer(p, t.answer)
+
+
+def test_slots_listing_errors_and_clashes_are_diagnosed():
+    rng = random.Random(5)
+    p = slots.generate("id-hard", rng)
+    state = slots.initial_state(p)
+    good = slots.expert_step(state, p)
+    listing_text = slot_listing(parse_board(state))
+    k = listing_text.index("0")  # claim a number a unit does not hold: slot k % 10 holds value k % 10 + 1
+    wrong = listing_text[:k] + str(k % 10 + 1) + listing_text[k + 1:] + good[len(listing_text):]
+    assert slots.transition(state, wrong).valid and slots.diagnose(state, wrong) == "listing"
+    clash = slots.perturb_step(state, rng)
+    assert clash.startswith(listing_text + ";") and slots.diagnose(state, clash) == "clash"
+    assert "9 slots" in slots.transition(state, good.replace(";", ",", 1)).error
