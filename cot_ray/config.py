@@ -135,6 +135,9 @@ class ReflectiveConfig(TrainConfig):
     max_positive_share: float = Field(0.5, gt=0, le=1, description="cap on correct steps among verification examples")
     expert_pairs: bool = Field(False, description="add the expert's step, labelled correct, at every state where a "
                                "sampled step was wrong, so the verifier must judge the step and not the state")
+    planning_labels: bool = Field(True, description="the re-mixed expert planning examples carry the expert's "
+                                  "labels (all positive) with the loss on them, or (false) they are state -> step "
+                                  "examples as in stage II, so only the sampled, balanced examples teach labels")
     control: bool = Field(True, description="also train the planning-only control (same planning examples, no "
                           "verification) and report stage III minus control: the effect of learning to verify")
 

@@ -5,7 +5,8 @@
 - Stage II (SFT): every expert (state, step) pair becomes ``<bos>[S]{R}<eos>``, loss on ``R}<eos>``.
 - Stage III (reflective SFT): sampled steps labelled by the expert verifier become
   ``<bos>[S]{R}|V|<eos>`` with the loss on ``V`` only, mixed with expert steps carrying positive
-  labels, ``<bos>[S]{R*}|✓|<eos>``, with the loss on step and labels (so planning is kept).
+  labels, ``<bos>[S]{R*}|✓|<eos>``, with the loss on step and labels (so planning is kept), or,
+  with ``planning_labels`` off, with the stage-II examples themselves.
 
 Every example is two columns: ``ids`` (list of token ids) and ``start`` (first target index;
 0 for pretraining documents).

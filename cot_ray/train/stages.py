@@ -82,14 +82,22 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
     return out_dir / "final"
 
 
+def planning_labels(cfg: ReflectiveConfig) -> str | None:
+    """The labels the re-mixed planning examples of stage III carry: "binary", "detailed", or
+    None (plain state -> step examples) when ``cfg.planning_labels`` is off."""
+    if not cfg.planning_labels:
+        return None
+    return "detailed" if cfg.verification in ("detailed", "optional") else "binary"
+
+
 def reflective_dataset(corpus_paths: list[str], verification_parquet: list[str], cfg: ReflectiveConfig):
-    """Stage III mixture: expert planning examples with positive labels + sampled verifications."""
+    """Stage III mixture: expert planning examples (with positive labels unless
+    ``cfg.planning_labels`` is off) + sampled verifications."""
     import ray.data
 
     from cot_ray.train.data import verification_examples
 
-    labels = "detailed" if cfg.verification in ("detailed", "optional") else "binary"
-    planning = corpus_dataset(corpus_paths, "sft", verification=labels)
+    planning = corpus_dataset(corpus_paths, "sft", verification=planning_labels(cfg))
     records = ray.data.read_parquet(verification_parquet).map_batches(
         lambda b: verification_examples(b.to_pylist()), batch_format="pyarrow")
     return planning.union(records)

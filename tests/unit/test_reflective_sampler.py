@@ -65,3 +65,21 @@ def test_expert_pairs_put_a_correct_step_beside_every_wrong_one():
     plain = sample_verification_records(LocalPool(ExpertPolicy(mult, step_error=0.5)), "mult", queries, 0.75, 1.0,
                                         proposals=2, verification="binary", max_positive_share=0.5, seed=0)
     assert all(r["source"] == "policy" for r in plain)
+
+
+def test_planning_examples_carry_labels_unless_turned_off():
+    from cot_ray.config import ReflectiveConfig
+    from cot_ray.data.corpus import make_table
+    from cot_ray.tokenizer import Tokenizer
+    from cot_ray.train.data import sft_batch
+    from cot_ray.train.stages import planning_labels
+
+    assert planning_labels(ReflectiveConfig()) == "binary"
+    assert planning_labels(ReflectiveConfig(verification="optional")) == "detailed"
+    off = ReflectiveConfig(planning_labels=False)
+    assert planning_labels(off) is None
+    table = make_table("mult", "id-easy", 0, 0, 3)
+    tok = Tokenizer()
+    labelled = sft_batch(table, planning_labels(ReflectiveConfig())).column("ids").to_pylist()
+    plain = sft_batch(table, planning_labels(off)).column("ids").to_pylist()
+    assert all("✓" in tok.decode(ids) for ids in labelled) and not any("✓" in tok.decode(ids) for ids in plain)

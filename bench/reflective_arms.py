@@ -1,23 +1,26 @@
-"""Same-state pairs: does the self-verifier judge the step, or the state it is at?
+"""Stage III arms: which reflective-SFT data teaches a self-verifier that checks steps?
 
-Stage III labels the stage-II policy's own steps. At the states where the policy errs, almost every
-sampled step is wrong, so "this state is hard" predicts the label nearly as well as the step does.
-A verifier that learned that shortcut rejects the first attempt and then every revision at that
-state as well (on cpu-small: revision e- 96.6%), so RMTP cannot recover there.
+Trains stage III several times from one run's stage-II policy, on that run's stage-III samples, at
+an equal budget (the config's steps and batch), in one run, and evaluates every arm on the
+validation split (held out of every training set; the test split is left to the report): MTP and
+RMTP accuracy with 95% intervals, the policy's e+ / e- on first attempts and on revisions, and the
+difference of every arm from the first.
 
-This bench trains stage III twice from one run's stage-II policy and on its stage-III samples, at an
-equal budget, in one run:
+Arms (``--arms``; the first is the baseline):
 
-- ``plain``: the samples as stored (the run's ``data/reflective-<task>.parquet``);
+- ``plain``: the samples as stored (the run's ``data/reflective-<task>.parquet``), the config as is.
 - ``pairs``: the same negatives and the same number of positives, the positives taken first from
-  the expert's steps at the states of the wrong ones (``cot_ray.train.reflective.expert_partners``).
+  the expert's steps at the states of the wrong ones (``cot_ray.train.reflective.expert_partners``):
+  at the states where the policy errs almost every sampled step is wrong, so "this state is hard"
+  predicts the label nearly as well as the step does; pairs take that shortcut away.
+- ``unlabelled-planning``: the samples as stored, but the re-mixed expert planning examples are plain
+  state -> step examples (``reflective_sft.planning_labels: false``). With labels, every planning
+  example also teaches a ✓ (on cpu-small 26,526 of them against 1,202 sampled ✗: a 96% prior for ✓),
+  whatever the balance of the sampled examples.
 
-Both are evaluated on the validation split (held out of every training set; the test split is
-left to the report): MTP and RMTP accuracy with 95% intervals, the policy's e+ / e- on first
-attempts and on revisions, and the differences ``pairs - plain``.
-
-    python bench/verifier_pairs.py --run runs/cpu-small
-    python bench/verifier_pairs.py --run runs/smoke --n 20   # quick
+    python bench/reflective_arms.py --run runs/cpu-small                       # plain vs pairs
+    python bench/reflective_arms.py --run runs/cpu-small --arms plain unlabelled-planning
+    python bench/reflective_arms.py --run runs/smoke --n 20   # quick
 """
 
 from __future__ import annotations
@@ -38,19 +41,23 @@ from cot_ray.tasks import get_task
 from cot_ray.train.reflective import balance, expert_partners
 from cot_ray.verify import verification_counts
 
-ARMS = ("plain", "pairs")
+ARMS = ("plain", "pairs", "unlabelled-planning")
+"""Every arm; each trains on :func:`datasets`' data for it, ``unlabelled-planning`` also with
+``planning_labels`` off."""
 
 
-def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int) -> dict[str, Path]:
-    """The two arms' stage-III data: equal size, equal negatives, equal positive count."""
+def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int, arms: list[str]) -> dict[str, Path]:
+    """Each arm's stage-III data: equal size, equal negatives, equal positive count."""
     stored = pq.read_table(run / "data" / f"reflective-{task}.parquet").to_pylist()
     records = [{**r, "source": "policy"} for r in stored]
     positives = sum(r["correct"] for r in records)
     negatives = len(records) - positives
-    partners = expert_partners(task, records, detailed)
-    paired = balance(records + partners, positives / len(records), False, random.Random(seed))
+    partners = expert_partners(task, records, detailed) if "pairs" in arms else []
+    rows_of = {"plain": lambda: records, "unlabelled-planning": lambda: records,
+               "pairs": lambda: balance(records + partners, positives / len(records), False, random.Random(seed))}
     paths = {}
-    for arm, rows in (("plain", records), ("pairs", paired)):
+    for arm in arms:
+        rows = rows_of[arm]()
         paths[arm] = out / arm / f"reflective-{task}.parquet"
         paths[arm].parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), paths[arm])
@@ -101,23 +108,28 @@ def main() -> None:
     p.add_argument("--task", default=None, help="default: the config's first corpus task")
     p.add_argument("--difficulties", nargs="+", default=["id-easy", "id-hard"])
     p.add_argument("--n", type=int, default=None, help="validation problems per difficulty (default eval.validation_n)")
-    p.add_argument("--out", default=None, help="default: <run>/bench-verifier-pairs")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["plain", "pairs"],
+                   help="arms to train and compare; the first is the baseline (default: plain pairs)")
+    p.add_argument("--out", default=None, help="default: <run>/bench-reflective-arms")
     args = p.parse_args()
+    if len(set(args.arms)) != len(args.arms) or len(args.arms) < 2:
+        p.error("--arms: name at least two different arms")
 
     from cot_ray.train.stages import reflective_dataset, run_stage
 
     run = Path(args.run).resolve()
     config = load_config(args.config or run / "config.json")
     task = args.task or config.corpus.tasks[0]
-    out = Path(args.out or run / "bench-verifier-pairs").resolve()
+    out = Path(args.out or run / "bench-reflective-arms").resolve()
     n = args.n or config.eval.validation_n
     r = config.reflective_sft
-    paths = datasets(run, task, out, r.verification in ("detailed", "optional"), r.seed)
+    paths = datasets(run, task, out, r.verification in ("detailed", "optional"), r.seed, args.arms)
     corpora = [str(run / "data" / f"corpus-{t}.parquet") for t in config.corpus.tasks]
     results, seconds = {}, {}
-    for arm in ARMS:
+    for arm in args.arms:
         t0 = time.time()
-        final = run_stage("reflective-sft", r, config.model, reflective_dataset(corpora, [str(paths[arm])], r),
+        cfg = r.model_copy(update={"planning_labels": False}) if arm == "unlabelled-planning" else r
+        final = run_stage("reflective-sft", cfg, config.model, reflective_dataset(corpora, [str(paths[arm])], cfg),
                           out / arm / "stage3", init=str(run / "stage2-sft" / "final"))
         results[arm] = evaluate_arm(config, final, task, args.difficulties, n)
         seconds[arm] = time.time() - t0
@@ -126,17 +138,18 @@ def main() -> None:
     print(f"\nvalidation split, {n} problems per difficulty; accuracy % [95% interval]; e+/e- % of the policy's "
           "own verifications (first attempts; revisions)")
     print("| arm | split | MTP | RMTP | e+ | e- | revision e+ | revision e- |\n|---|---|---|---|---|---|---|---|")
-    for arm in ARMS:
+    for arm in args.arms:
         for d, row in results[arm].items():
             print(f"| {arm} | {d} | {_acc(row['mtp'])} | {_acc(row['rmtp'])} | {_pct(row['e+'])} | {_pct(row['e-'])} "
                   f"| {_pct(row['rev e+'])} | {_pct(row['rev e-'])} |")
-    print("\n| split | pairs - plain, MTP | pairs - plain, RMTP | RMTP - MTP, plain | RMTP - MTP, pairs |")
-    print("|---|---|---|---|---|")
-    for d in args.difficulties:
-        a, b = results["pairs"][d], results["plain"][d]
-        print(f"| {d} | {_diff(a['mtp'], b['mtp'])} | {_diff(a['rmtp'], b['rmtp'])} "
-              f"| {_diff(b['rmtp'], b['mtp'])} | {_diff(a['rmtp'], a['mtp'])} |")
-    print(f"\ntime ratio pairs/plain: {seconds['pairs'] / seconds['plain']:.2f}")
+    base, *others = args.arms
+    print("\n| arm | split | arm - " + base + ", MTP | arm - " + base + ", RMTP | RMTP - MTP |\n|---|---|---|---|---|")
+    for arm in args.arms:
+        for d in args.difficulties:
+            a, b = results[arm][d], results[base][d]
+            vs = "- | -" if arm == base else f"{_diff(a['mtp'], b['mtp'])} | {_diff(a['rmtp'], b['rmtp'])}"
+            print(f"| {arm} | {d} | {vs} | {_diff(a['rmtp'], a['mtp'])} |")
+    print("\n" + ", ".join(f"time ratio {arm}/{base}: {seconds[arm] / seconds[base]:.2f}" for arm in others))
 
 
 if __name__ == "__main__":
