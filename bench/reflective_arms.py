@@ -17,9 +17,11 @@ Arms (``--arms``; the first is the baseline):
   state -> step examples (``reflective_sft.planning_labels: false``). With labels, every planning
   example also teaches a ✓ (on cpu-small 26,526 of them against 1,202 sampled ✗: a 96% prior for ✓),
   whatever the balance of the sampled examples.
+- ``unlabelled-pairs``: both: the ``pairs`` data with unlabelled planning examples.
 
     python bench/reflective_arms.py --run runs/cpu-small                       # plain vs pairs
     python bench/reflective_arms.py --run runs/cpu-small --arms plain unlabelled-planning
+    python bench/reflective_arms.py --run runs/cpu-small --arms unlabelled-planning unlabelled-pairs
     python bench/reflective_arms.py --run runs/smoke --n 20   # quick
 """
 
@@ -41,8 +43,8 @@ from cot_ray.tasks import get_task
 from cot_ray.train.reflective import balance, expert_partners
 from cot_ray.verify import verification_counts
 
-ARMS = ("plain", "pairs", "unlabelled-planning")
-"""Every arm; each trains on :func:`datasets`' data for it, ``unlabelled-planning`` also with
+ARMS = ("plain", "pairs", "unlabelled-planning", "unlabelled-pairs")
+"""Every arm; each trains on :func:`datasets`' data for it, the ``unlabelled-`` ones with
 ``planning_labels`` off."""
 
 
@@ -52,9 +54,13 @@ def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int, arms: l
     records = [{**r, "source": "policy"} for r in stored]
     positives = sum(r["correct"] for r in records)
     negatives = len(records) - positives
-    partners = expert_partners(task, records, detailed) if "pairs" in arms else []
-    rows_of = {"plain": lambda: records, "unlabelled-planning": lambda: records,
-               "pairs": lambda: balance(records + partners, positives / len(records), False, random.Random(seed))}
+    partners = expert_partners(task, records, detailed) if any(a.endswith("pairs") for a in arms) else []
+
+    def paired() -> list[dict]:
+        return balance(records + partners, positives / len(records), False, random.Random(seed))
+
+    rows_of = {"plain": lambda: records, "unlabelled-planning": lambda: records, "pairs": paired,
+               "unlabelled-pairs": paired}
     paths = {}
     for arm in arms:
         rows = rows_of[arm]()
@@ -128,7 +134,7 @@ def main() -> None:
     results, seconds = {}, {}
     for arm in args.arms:
         t0 = time.time()
-        cfg = r.model_copy(update={"planning_labels": False}) if arm == "unlabelled-planning" else r
+        cfg = r.model_copy(update={"planning_labels": False}) if arm.startswith("unlabelled") else r
         final = run_stage("reflective-sft", cfg, config.model, reflective_dataset(corpora, [str(paths[arm])], cfg),
                           out / arm / "stage3", init=str(run / "stage2-sft" / "final"))
         results[arm] = evaluate_arm(config, final, task, args.difficulties, n)
