@@ -231,10 +231,9 @@ def _open_pool(args: argparse.Namespace):
 
 def _check_checkpoint(path: str) -> None:
     """Fail in one line before an engine starts on a folder that holds no model."""
-    from pathlib import Path
+    from cot_ray.train.checkpoints import model_folder
 
-    if not (Path(path) / "config.json").exists():
-        raise ValueError(f"--checkpoint: {path!r} is not a model folder (no config.json)")
+    model_folder(path, "--checkpoint")
 
 
 def _rollout(args: argparse.Namespace) -> int:
@@ -329,8 +328,6 @@ def _rl(args: argparse.Namespace) -> int:
     from cot_ray.config import load_config
     from cot_ray.rl.driver import run_rl
 
-    if not (Path(args.init) / "config.json").exists():
-        raise ValueError(f"--init: {args.init!r} is not a model folder (no config.json)")
     final = run_rl(load_config(args.config), args.init, args.mode, args.out)
     print(f"rl: {final} (metrics: {Path(args.out) / 'metrics.csv'})")
     return 0

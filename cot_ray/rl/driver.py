@@ -29,7 +29,7 @@ from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
-from cot_ray.train.checkpoints import latest_checkpoint
+from cot_ray.train.checkpoints import latest_checkpoint, model_folder
 from cot_ray.train.harness import MetricsLog
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
     policy stays ``init``. ``on_done(pool)`` runs after the last update, while the rollout pool
     (holding the final weights) is still up: evaluation without another engine start.
     """
+    init = model_folder(init)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     latest = latest_checkpoint(out)

@@ -17,6 +17,18 @@ from pathlib import Path
 STATE_FILE = "trainer_state.pt"
 
 
+def model_folder(path: str | Path, what: str = "--init") -> str:
+    """``path`` as an absolute folder holding an HF model, or a ValueError naming ``what``.
+
+    Ray Train runs its workers in their own working directory, where a relative path means
+    something else (transformers then reads it as a Hub repo id and fails far from the cause)."""
+    folder = Path(path).resolve()
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{what}: {str(path)!r} is not a model folder (no config.json; e.g. "
+                         "runs/cpu-small/stage3-reflective-sft/final)")
+    return str(folder)
+
+
 def latest_checkpoint(stage_dir: str | Path) -> Path | None:
     root = Path(stage_dir) / "checkpoints"
     done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")

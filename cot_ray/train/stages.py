@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from cot_ray.config import ModelConfig, ReflectiveConfig, TrainConfig
-from cot_ray.train.checkpoints import latest_checkpoint
+from cot_ray.train.checkpoints import latest_checkpoint, model_folder
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     out_dir = Path(out_dir).resolve()
+    init = model_folder(init) if init is not None else None
     ensure_ray()
     t0 = time.perf_counter()
     dataset = dataset.materialize()  # tokenise once, before the workers claim the CPUs

@@ -62,3 +62,22 @@ def test_core_imports_no_ray_torch_or_vllm():
     code = ("import sys, cot_ray.tasks, cot_ray.mtp.execute, cot_ray.mtp.expert, cot_ray.mtp.theory, "
             "cot_ray.tokenizer; heavy = {'ray', 'torch', 'vllm'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_folders_are_made_absolute_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    from cot_ray.train.checkpoints import model_folder
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert model_folder("ckpt") == str(tmp_path / "ckpt")  # Ray Train workers run elsewhere
+    with pytest.raises(ValueError, match="--init: 'runs/x' is not a model folder"):
+        model_folder("runs/x")
+
+
+def test_rl_with_a_missing_init_exits_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cot_ray.cli", "rl", "--config", "configs/smoke.yaml",
+                             "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "is not a model folder" in result.stderr
+    assert "Traceback" not in result.stderr
