@@ -279,11 +279,11 @@ class Sudoku:
         new = list(board)
         for cell, value, _ in fills:
             new[cell] = value
-        if self.layout == "slots":
-            return f"{slot_listing(board)};{format_board(new)}"
-        marks = (f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}" for cell, value, guess in sorted(fills))
-        step = f"{','.join(marks)};{format_board(new)}"
-        return f"{listing(board)};{step}" if self.layout == "listed" else step
+        step = format_board(new)
+        if self.layout != "slots":  # slots: the fills are visible in the board alone
+            marks = (f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}" for cell, value, guess in sorted(fills))
+            step = f"{','.join(marks)};{step}"
+        return f"{self._listing(board)};{step}" if self._listing else step
 
     def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
         """Rule-consistency, as the paper's expert verifier: no clue or earlier number changed and
