@@ -199,6 +199,9 @@ class RLConfig(_Strict):
     rollout_workers: int = Field(1, ge=1)
     rollout_cpus: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(10, gt=0)
+    max_failures: int = Field(3, ge=0, description="learner worker failures recovered within the command (the "
+                              "group restarts from its latest checkpoint and the driver resends the batches since); "
+                              "one more ends the run")
     seed: int = 0
 
     def execution(self, mode: str, update: int, round_: int = 0) -> ExecutionConfig:

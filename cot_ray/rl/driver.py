@@ -127,8 +127,20 @@ def build_experience(trajs: list[Trajectory], rewards: list[float], first_errors
     return seqs
 
 
+class LearnerError(RuntimeError):
+    """The RL learner failed beyond its failure budget (``rl.max_failures``), or published nothing."""
+
+
 class _Learner:
-    """The Ray Train learner, running ``fit()`` in a background thread, fed through queues."""
+    """The Ray Train learner, running ``fit()`` in a background thread, fed through queues.
+
+    Recovery: Ray Train restarts a worker group that lost a worker (``rl.max_failures`` times);
+    the new group resumes from the learner's latest checkpoint and announces its version with a
+    ``ready`` message. The driver keeps every batch it pushed since the learner's last checkpoint
+    (object refs, by the version each updates) and resends them on ``ready``; the learner skips
+    batches that are not for its current version, so none is lost or applied twice. Versions it
+    publishes again while catching up are dropped here.
+    """
 
     def __init__(self, rl: RLConfig, init: str, out: Path) -> None:
         from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -139,6 +151,11 @@ class _Learner:
 
         self.queues = [Queue(maxsize=2) for _ in range(rl.workers)]
         self.control = Queue()
+        self.history: dict[int, Any] = {}  # base version -> object ref of its shards
+        self.published = -1  # the newest version handed to the driver
+        self.starts = 0  # ready messages seen: 1 + the restarts
+        self.last_checkpoint = 0  # the newest version the learner announced it checkpoints
+        self.max_failures = rl.max_failures
         loop_cfg = {**rl.model_dump(), "init": init, "out_dir": str(out), "threads": rl.cpus_per_worker,
                     "queues": self.queues, "control": self.control, "steps": rl.updates, "warmup_steps": 1,
                     "stage": "rl"}
@@ -148,7 +165,7 @@ class _Learner:
                                          resources_per_worker={"CPU": rl.cpus_per_worker, **rl.resources}),
             torch_config=TorchConfig(backend="nccl" if rl.use_gpu else "gloo"),
             run_config=RunConfig(name="rl", storage_path=str(out / "ray_results"),
-                                 failure_config=FailureConfig(max_failures=0)))
+                                 failure_config=FailureConfig(max_failures=rl.max_failures)))
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._fit, daemon=True, name="rl-learner")
         self.thread.start()
@@ -158,38 +175,79 @@ class _Learner:
             result = self.trainer.fit()
             if result.error:
                 self.error = result.error
-        except BaseException as err:  # surfaced by wait()
+        except BaseException as err:  # surfaced by poll()
             self.error = err
 
-    def push(self, shards: list[list]) -> None:
+    def _check(self) -> None:
+        if self.error is not None:
+            raise LearnerError(f"the RL learner failed ({self.starts - 1} restart(s) of its worker group, "
+                               f"budget rl.max_failures={self.max_failures}): {self.error}")
+
+    def _put(self, q, item) -> None:
+        """``q.put`` that gives up (raising) as soon as the learner has failed for good."""
+        from ray.util.queue import Full
+
+        deadline = time.monotonic() + CONTROL_TIMEOUT_S
+        while True:
+            self._check()
+            try:
+                return q.put(item, timeout=5.0)
+            except Full:
+                if time.monotonic() >= deadline:
+                    raise LearnerError(f"the RL learner took no batch for {CONTROL_TIMEOUT_S}s") from None
+
+    def push(self, base: int, shards: list[list]) -> None:
+        """Send the batch that updates version ``base`` to every learner worker."""
         import ray
 
-        ref = ray.put(shards)
+        self.history[base] = ray.put(shards)
         for q in self.queues:
-            q.put({"ref": ref}, timeout=CONTROL_TIMEOUT_S)
+            self._put(q, {"base": base, "ref": self.history[base]})
+
+    def _resend(self, version: int) -> None:
+        """A learner group started at ``version``: send it every batch pushed from there on."""
+        pending = sorted(b for b in self.history if b >= version)
+        if pending and pending[0] != version:
+            raise LearnerError(f"the RL learner restarted at version {version}, but the driver kept batches "
+                               f"only from version {pending[0]}")
+        if self.starts > 1:
+            log.warning("rl: the learner's worker group restarted (%d of %d) at version %d; resending %d batch(es)",
+                        self.starts - 1, self.max_failures, version, len(pending))
+        for b in pending:
+            for q in self.queues:
+                self._put(q, {"base": b, "ref": self.history[b]})
 
     def poll(self, timeout: float | None) -> dict[str, Any] | None:
-        """The next published update, or None if none arrives within ``timeout`` (0: don't wait)."""
+        """The next newly published version, or None if none arrives within ``timeout``."""
         from ray.util.queue import Empty
 
         deadline = time.monotonic() + (timeout if timeout is not None else CONTROL_TIMEOUT_S)
         while True:
-            if self.error is not None:
-                raise RuntimeError(f"the RL learner failed: {self.error}")
+            self._check()
             try:
-                return self.control.get(timeout=min(5.0, max(0.0, deadline - time.monotonic())) or 0.01)
+                msg = self.control.get(timeout=min(5.0, max(0.0, deadline - time.monotonic())) or 0.01)
             except Empty:
                 if time.monotonic() >= deadline:
                     if timeout is None:
-                        raise RuntimeError(f"the RL learner published nothing for {CONTROL_TIMEOUT_S}s") from None
+                        raise LearnerError(f"the RL learner published nothing for {CONTROL_TIMEOUT_S}s") from None
                     return None
+                continue
+            if "ready" in msg:
+                self.starts += 1
+                self._resend(msg["ready"])
+                continue
+            if msg["checkpointed"]:  # published before it is saved: a restart resumes at the previous one
+                self.history = {b: r for b, r in self.history.items() if b >= self.last_checkpoint}
+                self.last_checkpoint = msg["version"]
+            if msg["version"] > self.published:
+                self.published = msg["version"]
+                return msg
 
     def close(self) -> None:
         for q in self.queues:
-            q.put(None)
+            self._put(q, None)
         self.thread.join(timeout=600)
-        if self.error is not None:
-            raise RuntimeError(f"the RL learner failed: {self.error}")
+        self._check()
 
 
 def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progress: bool = True,
@@ -254,11 +312,11 @@ class _Controller:
                     batch = self.sample(update)
                 following = None
                 if rl.asynchronous and update + 1 < rl.updates:
-                    self.learner.push(shard(batch["seqs"], rl.workers))
+                    self.learner.push(update, shard(batch["seqs"], rl.workers))
                     following = self.sample(update + 1)  # overlaps with the learner working on this batch
                     msg = self.learner.poll(None)
                 else:
-                    msg = self.learn(batch)
+                    msg = self.learn(update, batch)
                 sync_s = self.sync(msg)
                 version = msg["version"]
                 row = self.row(update, batch, msg, dropped, sync_s, time.perf_counter() - t_last)
@@ -314,11 +372,16 @@ class _Controller:
         (early truncation of the experience)."""
         import ray
 
-        return tuple(ray.get([self.reward.rewards.remote(trajs), self.reward.first_errors.remote(trajs)]))
+        from cot_ray.verify.verifier import MAX_RESTARTS
 
-    def learn(self, batch: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return tuple(ray.get([self.reward.rewards.remote(trajs), self.reward.first_errors.remote(trajs)]))
+        except ray.exceptions.RayActorError as err:  # restarted and retried MAX_RESTARTS times already
+            raise RuntimeError(f"the reward actor is gone (its restart budget is {MAX_RESTARTS}): {err}") from err
+
+    def learn(self, update: int, batch: dict[str, Any]) -> dict[str, Any]:
         """Stream the batch's experience to the learner workers; wait for the version it makes."""
-        self.learner.push(shard(batch["seqs"], self.rl.workers))
+        self.learner.push(update, shard(batch["seqs"], self.rl.workers))
         return self.learner.poll(None)
 
     def sync(self, msg: dict[str, Any]) -> float:

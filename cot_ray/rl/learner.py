@@ -110,8 +110,14 @@ def ppo_targets(value_model, seqs: list[Sequence], pad_id: int, gamma: float, la
 
 
 def rl_loop_per_worker(cfg: dict[str, Any]) -> None:
-    """The learner inside one Ray Train worker: the harness around :func:`policy_step`. Each
-    queue message is one batch of sequences; each batch makes one policy version."""
+    """The learner inside one Ray Train worker: the harness around :func:`policy_step`.
+
+    Each queue message is one batch of sequences tagged with ``base``, the policy version it
+    updates; it makes version ``base + 1``. A worker applies only the message whose base is its
+    current version and skips any other: a restarted worker group (resumed from its latest
+    checkpoint, announced with ``{"ready": version}`` on the control queue) then skips what a
+    dead group left in the queues, and the driver's resent batches are applied exactly once.
+    """
     import ray
 
     from cot_ray.model import load_model
@@ -132,26 +138,32 @@ def rl_loop_per_worker(cfg: dict[str, Any]) -> None:
     h.resume(opt)
     version, pad_id = h.start, Tokenizer().pad_id
     queue, control = cfg["queues"][h.rank], cfg["control"]
+    if h.leader:
+        control.put({"ready": version})
+    idle = 0.0
     while True:
         t_wait = time.perf_counter()
         msg = queue.get(timeout=QUEUE_TIMEOUT_S)
-        idle = time.perf_counter() - t_wait
+        idle += time.perf_counter() - t_wait
         if msg is None:
             break
+        if msg["base"] != version:
+            continue  # left by a dead worker group, or resent and already applied
         seqs: list[Sequence] = ray.get(msg["ref"])[h.rank]
         t0 = time.perf_counter()
         lr = h.set_lr(opt, version)  # cfg carries steps = planned updates, warmup_steps
         stats = _update(h, policy, ref, value, opt, seqs, cfg, pad_id, version)
         version += 1
         learn_s = time.perf_counter() - t0
-        if h.leader:
+        if h.leader:  # publish before checkpointing: the driver keeps batches back to the previous checkpoint
             t1 = time.perf_counter()
             weights = save_final(h.out / "weights" / f"v{version:06d}", unwrap(policy))
             for old in sorted((h.out / "weights").glob("v*"))[:-2]:
                 shutil.rmtree(old, ignore_errors=True)
-            h.checkpoint(version, opt, {"value": unwrap(value).state_dict()} if ppo else {})
-            control.put({"version": version, "path": str(weights), "learn_s": learn_s, "idle_s": idle,
-                         "save_s": time.perf_counter() - t1, "lr": lr, **stats})
+            control.put({"version": version, "path": str(weights), "checkpointed": h.checkpoint_due(version),
+                         "learn_s": learn_s, "idle_s": idle, "save_s": time.perf_counter() - t1, "lr": lr, **stats})
+        h.checkpoint(version, opt, {"value": unwrap(value).state_dict()} if ppo else {})
+        idle = 0.0
     h.finish()
 
 

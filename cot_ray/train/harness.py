@@ -94,6 +94,7 @@ class Harness:
     """
 
     def __init__(self, cfg: dict[str, Any], build: Callable[[], Any] | None = None) -> None:
+        import ray
         import ray.train
         import ray.train.torch
         import torch
@@ -108,6 +109,7 @@ class Harness:
         self.use_bf16 = uses_bf16(cfg.get("precision", "auto"), self.device.type,
                                   self.device.type == "cuda" and torch.cuda.is_bf16_supported())
         self.out = Path(cfg["out_dir"])
+        self._record_placement(ray.get_runtime_context().get_node_id())
         self.latest = latest_checkpoint(self.out)
         source = self.latest or cfg.get("init")
         if source is None and build is None:
@@ -118,6 +120,17 @@ class Harness:
         if self.latest is not None:
             self.state = torch.load(self.latest / STATE_FILE, map_location="cpu", weights_only=False)
             self.start = self.state["step"]
+
+    def _record_placement(self, node: str) -> None:
+        """``workers/rank-N.json``: the node and process this rank runs in (rewritten on a restart),
+        so a run on a cluster shows where its trainers landed."""
+        import json
+        import os
+
+        folder = self.out / "workers"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"rank-{self.rank}.json").write_text(json.dumps({"rank": self.rank, "node": node, "pid": os.getpid(),
+                                                                   "device": str(self.device)}))
 
     @property
     def leader(self) -> bool:
@@ -158,9 +171,13 @@ class Harness:
         """Rank 0's metrics log (None on other ranks)."""
         return MetricsLog(self.out, fields, self.start) if self.leader else None
 
+    def checkpoint_due(self, step: int, last: bool = False) -> bool:
+        """Whether ``step`` gets a checkpoint: every ``checkpoint_every`` steps, and the ``last``."""
+        return step % self.cfg["checkpoint_every"] == 0 or last
+
     def checkpoint(self, step: int, opt, extra: dict[str, Any], last: bool = False) -> None:
-        """Rank 0 saves a resumable checkpoint every ``checkpoint_every`` steps (and at the ``last``)."""
-        if self.leader and (step % self.cfg["checkpoint_every"] == 0 or last):
+        """Rank 0 saves a resumable checkpoint when :meth:`checkpoint_due`."""
+        if self.leader and self.checkpoint_due(step, last):
             save_checkpoint_dir(self.out, step, unwrap(self.model), opt.state_dict(), extra,
                                 keep=self.cfg.get("keep_checkpoints", 2))
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import yaml
+from procs import session_processes
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +89,55 @@ def test_async_grpo_learns_and_resumes_after_a_kill(sft_policy, tmp_path):
     lag = [int(r["update"]) - 1 - int(r["policy_version"]) for r in rows if int(r["update"]) > 4]
     assert max(lag) <= 1 and any(x == 1 for x in lag)
     assert _learned(rows) > 0.04, [r["reward"] for r in rows]
+
+
+def _rl_command(tmp_path, init, name, **rl):
+    config = _write(tmp_path, **rl)
+    out = tmp_path / name
+    cmd = [sys.executable, "-m", "cot_ray.cli", "rl", "--config", str(config), "--init", str(init), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "RAY_ADDRESS": ""})
+    return proc, out
+
+
+def _kill_learner_after(proc, out, updates: int) -> float:
+    """SIGKILL the learner's Ray Train worker once ``updates`` rows are logged; the kill time."""
+    deadline = time.time() + 900
+    while proc.poll() is None and not ((out / "metrics.csv").exists() and len(_rows(out / "metrics.csv")) >= updates):
+        assert time.time() < deadline, "the RL run logged too few updates"
+        time.sleep(0.2)
+    workers = session_processes(proc.pid, "RayTrainWorker")
+    assert workers, "no learner worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    return time.time()
+
+
+def test_a_killed_learner_is_replaced_and_no_update_is_lost_or_applied_twice(sft_policy, tmp_path):
+    _, init = sft_policy
+    proc, out = _rl_command(tmp_path, init, "rl-heal", max_failures=1)
+    try:
+        _kill_learner_after(proc, out, 6)  # two updates past the checkpoint of update 4: both are replayed
+        log, _ = proc.communicate(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log[-4000:]
+    assert "restarted (1 of 1) at version 4; resending" in log, log[-4000:]
+    rows = _rows(out / "metrics.csv")
+    assert [int(r["update"]) for r in rows] == list(range(1, 17))  # every update once, in one command
+    assert [int(r["policy_version"]) for r in rows] == list(range(16))  # the pool got each new version
+    assert (out / "final" / "model.safetensors").exists()
+
+
+def test_a_learner_past_its_failure_budget_stops_the_run_within_a_minute(sft_policy, tmp_path):
+    _, init = sft_policy
+    proc, out = _rl_command(tmp_path, init, "rl-budget", max_failures=0)
+    try:
+        killed = _kill_learner_after(proc, out, 1)
+        log, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert time.time() - killed < 60
+    assert proc.returncode != 0
+    assert "the RL learner failed" in log and "rl.max_failures=0" in log, log[-3000:]

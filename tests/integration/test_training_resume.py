@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from procs import session_processes
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +46,6 @@ def test_killed_pretraining_resumes_and_reaches_the_final_step(tmp_path):
     assert (ckpts / "step-000300").exists()
 
 
-def _train_workers(session_pid: int) -> list[int]:
-    """PIDs of the Ray Train workers started under this command's process session."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True).stdout
-    return [int(pid) for pid, sid, *args in (line.split(None, 2) for line in out.splitlines() if line.strip())
-            if int(sid) == session_pid and args and "RayTrainWorker" in args[0]]
-
-
 def test_a_killed_train_worker_is_replaced_within_the_same_command(tmp_path):
     cfg = tmp_path / "resume.yaml"
     cfg.write_text(CONFIG)
@@ -63,7 +57,7 @@ def test_a_killed_train_worker_is_replaced_within_the_same_command(tmp_path):
     while not any(p.name == "step-000050" for p in ckpts.glob("step-*")) and proc.poll() is None:
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.2)
-    workers = _train_workers(proc.pid)
+    workers = session_processes(proc.pid, "RayTrainWorker")
     assert workers, "no Ray Train worker found"
     os.kill(workers[0], signal.SIGKILL)  # one of the two workers, mid-stage
     try:
