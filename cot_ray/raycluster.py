@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from cot_ray.loopback import patch_worker, start_loopback
+
 log = logging.getLogger(__name__)
 
 
@@ -14,16 +16,18 @@ placement-group cleaner cannot reach the state API and warns about it every seco
 training stage (over 300 lines per run). Errors still get through."""
 
 
-def quiet_worker() -> None:
+def setup_worker() -> None:
     """Ray's ``worker_process_setup_hook``: runs in every worker process this job starts."""
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    patch_worker()
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
     """``ray.init`` once: joins ``RAY_ADDRESS`` (e.g. inside ``ray job submit``) when set,
-    otherwise starts a local Ray without the dashboard, sized to this machine. Worker output
-    (training progress bars) is forwarded to this process, less :data:`QUIET_LOGGERS`."""
+    otherwise starts a local Ray without the dashboard, sized to this machine and listening on
+    loopback only (:mod:`cot_ray.loopback`). Worker output (training progress bars) is forwarded to
+    this process, less :data:`QUIET_LOGGERS`."""
     import ray
 
     if ray.is_initialized():
@@ -31,7 +35,8 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):  # a cluster has its dashboard, so the state API answers
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
+        start_loopback()
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
-                 runtime_env={"worker_process_setup_hook": "cot_ray.raycluster.quiet_worker"},
+                 runtime_env={"worker_process_setup_hook": "cot_ray.raycluster.setup_worker"},
                  configure_logging=True, logging_level=logging.WARNING)
     log.info("ray resources: %s", ray.cluster_resources())

@@ -49,6 +49,7 @@ class _Worker:
     ready_ref: Any
     ready: bool = False
     retiring: bool = False
+    info: dict[str, Any] = field(default_factory=dict)  # what the ready probe answered (pid, node, engine...)
     units: dict[int, WorkUnit] = field(default_factory=dict)  # in flight, by uid
     started: float = 0.0
 
@@ -123,6 +124,11 @@ class RolloutPool:
         with self._lock:
             return [w.name for w in self._workers.values() if not w.retiring]
 
+    def placement(self) -> dict[str, str]:
+        """The Ray node id of every ready worker, by worker name."""
+        with self._lock:
+            return {w.name: w.info["node"] for w in self._workers.values() if w.ready and not w.retiring}
+
     def _reconcile(self) -> None:
         """Start or retire workers until the non-retiring count equals the target."""
         live = [w for w in self._workers.values() if not w.retiring]
@@ -182,7 +188,7 @@ class RolloutPool:
                 self._reconcile()
             return False
         self._start_failures = 0
-        w.ready = True
+        w.ready, w.info = True, info
         log.info("rollout worker %s ready: %s", w.name, info)
         return True
 

