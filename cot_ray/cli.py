@@ -195,15 +195,16 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from cot_ray.config import EvalConfig
     from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
-    from cot_ray.mtp import ExecutionConfig, ExpertPolicy
+    from cot_ray.mtp import ExpertPolicy
     from cot_ray.tasks import get_task
 
     if args.n <= 0:
         raise ValueError(f"--n must be positive, got {args.n}")
     task = get_task(args.task)
     problems = make_problems(task, args.difficulty, args.n, args.seed)
-    config = ExecutionConfig(mode=args.mode, seed=args.seed)
+    config = EvalConfig(seed=args.seed).execution(args.mode, args.task)  # the pipeline's settings (Sudoku: T = 1)
     if args.checkpoint:
         with _open_pool(args) as pool:
             trajs = pool.run(args.task, problems, config)

@@ -143,14 +143,20 @@ class _Learner:
     """
 
     def __init__(self, rl: RLConfig, init: str, out: Path) -> None:
+        import ray
         from ray.train import FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from cot_ray.rl.learner import rl_loop_per_worker
 
-        self.queues = [Queue(maxsize=2) for _ in range(rl.workers)]
-        self.control = Queue()
+        # the queues live on the driver's node (as Ray Train's controller does): losing another node
+        # never loses the learner's inbox or what it published
+        here = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False)}
+        self.queues = [Queue(maxsize=2, actor_options=here) for _ in range(rl.workers)]
+        self.control = Queue(actor_options=here)
         self.history: dict[int, Any] = {}  # base version -> object ref of its shards
         self.published = -1  # the newest version handed to the driver
         self.starts = 0  # ready messages seen: 1 + the restarts
