@@ -18,8 +18,13 @@ training stage (over 300 lines per run). Errors still get through."""
 
 def setup_worker() -> None:
     """Ray's ``worker_process_setup_hook``: runs in every worker process this job starts."""
+    from cot_ray.loopback import after_import
+
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray Train logs every ray.train.report at INFO, under a logger named by its file path
+    after_import("ray.train.v2._internal.execution.context",
+                 lambda module: logging.getLogger(module.__file__).setLevel(logging.WARNING))
     patch_worker()
 
 

@@ -208,11 +208,24 @@ class RolloutPool:
         done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
         if pending:
             raise RolloutError(f"weight update to v{version} timed out on {sorted(refs[r].name for r in pending)}")
-        results = ray.get(done)
-        bad = [refs[r].name for r, res in zip(done, results) if res["version"] != version]
+        results = []
+        for ref in done:
+            try:
+                results.append((refs[ref], ray.get(ref)))
+            except ray.exceptions.RayActorError as err:  # its replacement starts on these weights
+                self._replace(refs[ref], f"died during the weight update to v{version}: {str(err).splitlines()[0]}")
+        bad = [w.name for w, res in results if res["version"] != version]
         if bad:
             raise RolloutError(f"workers {bad} did not take weights v{version}")
-        return max(res["seconds"] for res in results)
+        return max((res["seconds"] for _, res in results), default=0.0)
+
+    def _replace(self, w: _Worker, why: str) -> None:
+        """``w`` is gone outside a run: a new worker takes its place (on the newest weights)."""
+        log.warning("rollout worker %s %s; replacing it", w.name, why)
+        with self._lock:
+            if self._workers.pop(w.name, None) is not None and not w.retiring:
+                self.stats.replaced += 1
+            self._reconcile()
 
     def generate(self, prompts, specs):
         """Run a raw batch on one ready worker (used to check weights after a sync)."""

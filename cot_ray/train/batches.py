@@ -54,6 +54,14 @@ def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: in
     return x, y, mask
 
 
+def rank_share(examples: list[tuple[list[int], int]], rank: int, world: int) -> list[tuple[list[int], int]]:
+    """This rank's share of the whole dataset: every ``world``-th example of the examples in a
+    canonical (sorted) order. It depends on the data alone, not on the order Ray Data delivered
+    the blocks in, so a worker group restarted after a failure trains on exactly the batches the
+    lost one would have (Ray Data's streaming split hands a restarted group different shards)."""
+    return sorted(examples)[rank::world]
+
+
 class Batches:
     """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
 

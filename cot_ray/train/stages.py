@@ -73,6 +73,7 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
                                      resources_per_worker={"CPU": cfg.cpus_per_worker, **cfg.resources}),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         datasets={"train": dataset},
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),  # whole data per worker: loop.py
         run_config=RunConfig(name=stage, storage_path=str(out_dir / "ray_results"),
                              failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
     )

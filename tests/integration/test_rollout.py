@@ -169,3 +169,19 @@ def test_eval_cli_on_a_checkpoint_writes_one_line_per_problem(checkpoints, tmp_p
         assert {"question", "answer", "predicted", "correct", "steps", "reflections"} <= set(row)
         q = json.loads(row["question"])
         assert int(row["answer"]) == q["x"] * q["y"]
+
+
+def test_a_worker_dead_at_a_weight_update_is_replaced_on_the_new_weights(ray_local, checkpoints):
+    import ray
+
+    from cot_ray.rollout.pool import RolloutPool
+
+    with RolloutPool(checkpoints[0], num_workers=1, engine="torch", worker_cpus=0.5) as p:
+        p.wait_ready()
+        (dead,) = p._workers.values()
+        ray.kill(dead.actor, no_restart=True)
+        p.update_weights(checkpoints[1], 7)  # no error: the dead worker is replaced instead
+        p.wait_ready()
+        (new,) = p._workers.values()
+        assert new.name != dead.name and p.stats.replaced == 1
+        assert new.info["version"] == 7 and new.info["checkpoint"] == checkpoints[1]

@@ -70,3 +70,12 @@ def test_a_killed_train_worker_is_replaced_within_the_same_command(tmp_path):
     with open(out / "stage1-pretrain" / "metrics.csv") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps == list(range(1, 301))  # resumed from a checkpoint: no step lost, none logged twice
+    # the restarted group trained on exactly the batches the lost one would have: the model is
+    # bit for bit the one an undisturbed run makes
+    calm = tmp_path / "undisturbed"
+    undisturbed = subprocess.run(cmd[:-1] + [str(calm)], capture_output=True, text=True, timeout=900)
+    assert undisturbed.returncode == 0, undisturbed.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    hit, ref = (load_file(p / "stage1-pretrain" / "final" / "model.safetensors") for p in (out, calm))
+    assert all(bool((hit[k] == ref[k]).all()) for k in ref)

@@ -23,3 +23,16 @@ def test_length_grouped_batches_cover_every_example_once():
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
     spread = np.mean([np.ptp(lengths[b]) for b in batches])
     assert spread < np.ptp(lengths) / 4  # batches hold examples of similar length
+
+
+def test_rank_shares_do_not_depend_on_delivery_order_and_cover_the_data_once():
+    import random
+
+    from cot_ray.train.batches import rank_share
+
+    examples = [([i % 7, i], i % 3) for i in range(50)]
+    shuffled = random.Random(1).sample(examples, len(examples))
+    shares = [rank_share(examples, r, 3) for r in range(3)]
+    assert shares == [rank_share(shuffled, r, 3) for r in range(3)]
+    assert sorted(e for s in shares for e in s) == sorted(examples)
+    assert [len(s) for s in shares] == [17, 17, 16]
