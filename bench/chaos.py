@@ -121,6 +121,7 @@ def undisturbed(cmd: list[str], env: dict, log: Path, record: Path) -> float:
         wall = json.loads(record.read_text())["wall_s"]
         print(f"reusing the undisturbed run ({record}): {wall:.0f}s", flush=True)
         return wall
+    shutil.rmtree(cmd[-1], ignore_errors=True)  # a fresh run, not a resumed one
     t0 = time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode

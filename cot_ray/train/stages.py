@@ -51,7 +51,7 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
     init = model_folder(init) if init is not None else None
     ensure_ray()
     t0 = time.perf_counter()
-    dataset = dataset.materialize()  # tokenise once, before the workers claim the CPUs
+    dataset = materialize(dataset, stage)  # tokenise once, before the workers claim the CPUs
     n = dataset.count()
     steps = cfg.steps or math.ceil((cfg.epochs or 1.0) * n / cfg.batch_size)
     if stage == "pretrain" and cfg.steps is None:
@@ -82,6 +82,22 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
         raise RuntimeError(f"{stage} failed: {result.error}")
     log.info("%s: done in %.0fs; last step %s", stage, time.perf_counter() - t0, _last_row(out_dir / "metrics.csv"))
     return out_dir / "final"
+
+
+def materialize(dataset, stage: str, attempts: int = 3):
+    """``dataset.materialize()``, executed again if a node is lost meanwhile: Ray Data's own
+    helper actors (e.g. the Parquet footer readers) die with their node and are not restarted,
+    so the plan is rerun; after ``attempts`` failures the stage stops with the last error."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return dataset.materialize()
+        except ray.exceptions.RayError as err:
+            if attempt == attempts:
+                raise RuntimeError(f"{stage}: building its dataset failed {attempts} times; last: {err}") from err
+            log.warning("%s: building its dataset failed (%s); again (%d of %d)", stage,
+                        str(err).splitlines()[0], attempt + 1, attempts)
 
 
 def planning_labels(cfg: ReflectiveConfig) -> str | None:
