@@ -106,7 +106,10 @@ def _kill_learner_after(proc, out, updates: int) -> float:
     while proc.poll() is None and not ((out / "metrics.csv").exists() and len(_rows(out / "metrics.csv")) >= updates):
         assert time.time() < deadline, "the RL run logged too few updates"
         time.sleep(0.2)
-    workers = session_processes(proc.pid, "RayTrainWorker")
+    assert proc.poll() is None, proc.stdout.read()[-4000:]
+    deadline = time.time() + 30
+    while not (workers := session_processes(proc.pid, "RayTrainWorker")) and time.time() < deadline:
+        time.sleep(0.5)  # seen once in CI: no worker listed at the first look
     assert workers, "no learner worker found"
     os.kill(workers[0], signal.SIGKILL)
     return time.time()
