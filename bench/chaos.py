@@ -156,9 +156,13 @@ def eval_questions(out: Path) -> dict[str, list[str]]:
     return {p.name: [json.loads(line)["question"] for line in p.open()] for p in sorted((out / "eval").glob("*.jsonl"))}
 
 
-def accuracies(out: Path) -> dict[str, tuple[int, int]]:
-    return {p.name: (sum(json.loads(line)["correct"] for line in p.open()), sum(1 for _ in p.open()))
-            for p in sorted((out / "eval").glob("*.jsonl"))}
+def accuracies(questions_out: Path) -> dict[str, tuple[int, int]]:
+    """Per evaluation file: (correct, total), each file read once."""
+    out = {}
+    for p in sorted((questions_out / "eval").glob("*.jsonl")):
+        rows = [json.loads(line)["correct"] for line in p.open()]
+        out[p.name] = (sum(rows), len(rows))
+    return out
 
 
 def main() -> None:
