@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (Python 3.11 or 3.12, CPU):
-#   make run    the main job: the pipeline on local Ray with configs/cpu-small.yaml
+#   make run    the main job: the pipeline on local Ray with configs/cpu-small.yaml (CONFIG=... for another)
 #   make test   lint + every test (what CI runs)
 # Both create or reuse .venv at the repository root.
 
@@ -8,7 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/cpu-small.yaml
-RUN ?= runs/cpu-small
+# the run folder follows the config: configs/cpu-sudoku.yaml -> runs/cpu-sudoku
+RUN ?= runs/$(basename $(notdir $(CONFIG)))
 
 .PHONY: venv run test lint bench gpu-check lock clean
 

@@ -23,6 +23,7 @@ TASKS: dict[str, Callable[[], Task]] = {
     "sudoku": Sudoku,
     "sudoku-listed": lambda: Sudoku(layout="listed"),  # the paper's step: unit listings, fills, board
     "sudoku-slots": lambda: Sudoku(layout="slots"),  # unit listings in fixed slots, then the board
+    "sudoku-board": lambda: Sudoku(layout="board", hidden_singles=False),  # the new board alone
 }
 
 

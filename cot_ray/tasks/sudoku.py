@@ -59,6 +59,7 @@ LAYOUTS: dict[str, tuple[re.Pattern[str], str]] = {
                "<rows>:<columns>:<blocks>;rcv,...;<81 digits>"),
     "slots": (re.compile(rf"^(?P<listing>{_SLOTS});(?P<board>[0-9]{{81}})$"),
               "<rows>:<columns>:<blocks> in 9 slots each;<81 digits>"),
+    "board": (re.compile(r"^(?P<board>[0-9]{81})$"), "<81 digits>"),
 }
 """Step layout -> (its pattern, its shape for error messages)."""
 UNITS: tuple[tuple[int, ...], ...] = tuple(
@@ -199,14 +200,15 @@ class Sudoku:
     answer check (any valid grid that keeps the clues) needs.
     """
 
-    def __init__(self, unique: bool = False, layout: str = "fills") -> None:
+    def __init__(self, unique: bool = False, layout: str = "fills", hidden_singles: bool = True) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"unknown sudoku layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         self.unique = unique
         self.layout = layout
+        self.hidden_singles = hidden_singles
         self.name = "sudoku" if layout == "fills" else f"sudoku-{layout}"
         self._step, self._shape = LAYOUTS[layout]
-        self._listing = {"fills": None, "listed": listing, "slots": slot_listing}[layout]
+        self._listing = {"listed": listing, "slots": slot_listing}.get(layout)
 
     def generate(self, difficulty: str, rng: random.Random) -> Problem:
         lo, hi = BLANK_RANGES[check_difficulty(difficulty)]
@@ -258,7 +260,7 @@ class Sudoku:
             solution = solve(board)
         blanks = [i for i, v in enumerate(board) if v == 0]
         cands = {i: candidates(board, i) for i in blanks}
-        singles = _singles(cands)
+        singles = _singles(cands, self.hidden_singles)
         if singles:
             fills = [(i, v, False) for i, v in sorted(singles.items())]
         else:
@@ -280,7 +282,7 @@ class Sudoku:
         for cell, value, _ in fills:
             new[cell] = value
         step = format_board(new)
-        if self.layout != "slots":  # slots: the fills are visible in the board alone
+        if self.layout in ("fills", "listed"):  # the others: the fills are visible in the board alone
             marks = (f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}" for cell, value, guess in sorted(fills))
             step = f"{','.join(marks)};{step}"
         return f"{self._listing(board)};{step}" if self._listing else step
@@ -343,11 +345,12 @@ def _keeps_numbers(before: str, after: str) -> bool:
     return (int.from_bytes(raw) ^ int.from_bytes(after.encode())) & filled == 0
 
 
-def _singles(cands: dict[int, set[int]]) -> dict[int, int]:
-    """Forced fills: naked singles (one candidate) and hidden singles (a value with one place
-    in a row, column or block). Both hold in every solution, so filling them together is safe."""
+def _singles(cands: dict[int, set[int]], hidden: bool = True) -> dict[int, int]:
+    """Forced fills: naked singles (one candidate) and, if ``hidden``, hidden singles (a value with
+    one place in a row, column or block). Both hold in every solution, so filling them together is
+    safe."""
     forced = {i: next(iter(c)) for i, c in cands.items() if len(c) == 1}
-    for unit in UNITS:
+    for unit in (UNITS if hidden else ()):
         for value in range(1, 10):
             places = [i for i in unit if i in cands and value in cands[i]]
             if len(places) == 1:
