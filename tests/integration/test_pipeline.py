@@ -50,19 +50,20 @@ def test_checkpoints_load_in_transformers_and_were_served_by_vllm(smoke_run):
     # the stage-II and stage-III evaluations ran on vLLM rollout workers
     rows = json.loads((out / "eval" / "stage3-reflective-sft.json").read_text())
     assert {r["mode"] for r in rows} == {"mtp", "rmtp", "rtbs"}
-    assert all(r["n"] == 8 for r in rows) and {r["task"] for r in rows} == {"mult", "sudoku"}
-    assert all((out / "data" / f"reflective-{task}.parquet").exists() for task in ("mult", "sudoku"))
+    assert all(r["n"] == 8 for r in rows) and {r["task"] for r in rows} == {"mult", "sudoku-board"}
+    assert all((out / "data" / f"reflective-{task}.parquet").exists() for task in ("mult", "sudoku-board"))
 
 
 def test_report_and_resume(smoke_run):
     out, cmd, _ = smoke_run
     report = (out / "report.md").read_text()
-    assert "## stage3-reflective-sft" in report and "| mult | id-easy |" in report and "| sudoku | id-easy |" in report
+    assert "## stage3-reflective-sft" in report
+    assert "| mult | id-easy |" in report and "| sudoku-board | id-easy |" in report
     assert "effect of learning to verify" in report  # the planning-only control ran and was compared
     # the control trained on as many planning examples as stage III: its steps times the planning share
     plan = sum(sum(pq.read_table(out / "data" / f"corpus-{t}.parquet", columns=["n_steps"])["n_steps"].to_pylist())
-               for t in ("mult", "sudoku"))
-    verify = sum(pq.read_metadata(out / "data" / f"reflective-{t}.parquet").num_rows for t in ("mult", "sudoku"))
+               for t in ("mult", "sudoku-board"))
+    verify = sum(pq.read_metadata(out / "data" / f"reflective-{t}.parquet").num_rows for t in ("mult", "sudoku-board"))
     stage3_steps = len(_losses(out / "stage3-reflective-sft"))
     assert len(_losses(out / "stage3-control")) == max(1, round(stage3_steps * plan / (plan + verify)))
     assert (out / "accuracy.png").stat().st_size > 1000

@@ -7,8 +7,8 @@ from cot_ray.config import ConfigError, load_config
 
 
 def test_shipped_configs_load():
-    for name in ("smoke", "chaos", "cpu-small", "cpu-small-detailed", "cpu-small-bf16", "cpu-small-rl-long", "toy-mult",
-                 "paper-4m-mult", "paper-4m-sudoku"):
+    for name in ("smoke", "chaos", "cpu-small", "cpu-small-detailed", "cpu-small-bf16", "cpu-small-rl-long",
+                 "cpu-sudoku", "toy-mult", "paper-4m-mult", "paper-4m-sudoku"):
         cfg = load_config(f"configs/{name}.yaml")
         assert cfg.name == name and cfg.corpus.n > 0
 
