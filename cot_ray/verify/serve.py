@@ -256,7 +256,7 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
     ingress = default_ingress() if ingress == "auto" else ingress
     if ingress not in INGRESS:
         raise ValueError(f"--ingress must be one of auto, {', '.join(INGRESS)}, got {ingress!r}")
-    port = port or _free_port(host)
+    port = port or free_port(host)
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
         if INGRESS[ingress]:
             log.warning("Ray is already running: the %s ingress applies only if its processes were started "
@@ -284,7 +284,8 @@ def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, i
         serve.shutdown()
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the OS picks it), for a server about to start."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

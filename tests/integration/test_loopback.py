@@ -3,7 +3,6 @@ HAProxy's stats and metrics ports. Only ``--host`` opens the verifier's port to 
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,14 @@ import urllib.request
 import pytest
 from procs import is_loopback, listening_addresses
 
+from cot_ray.verify.serve import free_port
+
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve_and_list(host: str, ingress: str) -> tuple[int, list[tuple[str, int, str]]]:
     """Start ``cot-ray serve verifier``, wait for it to answer, list what its processes listen on."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
     cmd = [sys.executable, "-m", "cot_ray.cli", "serve", "verifier", "--host", host, "--port", str(port),
            "--ingress", ingress]

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from cot_ray.verify.serve import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +32,6 @@ EXCLUDES = [".venv", "runs", "corpus", "build", ".git", "**/__pycache__", "*.egg
             ".ruff_cache", ".hypothesis", "bench"]
 JOB_TIMEOUT_S = 1500  # 2-4 min on 2 idle cores; 856 s measured beside another 2-core training run
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -55,7 +50,7 @@ class RayHead:
 
     def __init__(self) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rayjob-", dir="/tmp"))  # short: socket paths
-        self.gcs_port, self.dashboard_port = _free_port(), _free_port()
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.dashboard_port}"
         self.log = self.temp_dir / "ray-start.log"
         self.env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
@@ -71,8 +66,8 @@ class RayHead:
         cmd = [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
                "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}", "--num-cpus=2", "--num-gpus=0",
                f"--temp-dir={self.temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-               f"--dashboard-port={self.dashboard_port}", f"--dashboard-agent-listen-port={_free_port()}",
-               f"--ray-client-server-port={_free_port()}"]
+               f"--dashboard-port={self.dashboard_port}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--ray-client-server-port={free_port()}"]
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.temp_dir)
