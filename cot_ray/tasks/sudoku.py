@@ -282,7 +282,7 @@ class Sudoku:
         for cell, value, _ in fills:
             new[cell] = value
         step = format_board(new)
-        if self.layout in ("fills", "listed"):  # the others: the fills are visible in the board alone
+        if "fills" in self._step.groupindex:  # the other layouts show the fills in the board alone
             marks = (f"{'?' if guess else ''}{cell // 9}{cell % 9}{value}" for cell, value, guess in sorted(fills))
             step = f"{','.join(marks)};{step}"
         return f"{self._listing(board)};{step}" if self._listing else step

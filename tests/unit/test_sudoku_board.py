@@ -3,6 +3,7 @@
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,12 +40,15 @@ def test_the_board_layout_fills_fewer_cells_per_step_than_the_hidden_single_expe
     assert sum(len(expert_trace(board, p)) for p in problems) > sum(len(expert_trace(plain, p)) for p in problems)
 
 
-@given(st.text(alphabet="0123456789,;?", max_size=100))
+@pytest.mark.parametrize("name, shape", [("sudoku-board", "<81 digits>"),
+                                         ("sudoku-listed", "<rows>:<columns>:<blocks>")])
+@given(text=st.text(alphabet="0123456789,;:?", max_size=120))
 @settings(max_examples=200, deadline=None)
-def test_malformed_steps_are_flagged_never_raise(text):
-    t = board.transition("0" * 81, text)
+def test_malformed_steps_are_flagged_never_raise(name, shape, text):
+    task = get_task(name)
+    t = task.transition("0" * 81, text)
     if not t.valid:
-        assert "<81 digits>" in t.error and board.diagnose("0" * 81, text) == "format"
+        assert shape in t.error and task.diagnose("0" * 81, text) == "format"
 
 
 def test_a_clashing_step_is_diagnosed():

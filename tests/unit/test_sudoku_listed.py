@@ -48,14 +48,6 @@ def test_perturbed_steps_keep_the_listing_and_break_the_board():
     assert not listed.verify(state, step).ok and listed.diagnose(state, step) == "clash"
 
 
-@given(st.text(alphabet="0123456789,;:?", max_size=120))
-@settings(max_examples=200, deadline=None)
-def test_malformed_steps_are_flagged_never_raise(text):
-    t = listed.transition("0" * 81, text)
-    if not t.valid:
-        assert "<rows>:<columns>:<blocks>" in t.error and listed.diagnose("0" * 81, text) == "format"
-
-
 def test_the_plain_layout_rejects_a_listed_step_and_the_other_way_round():
     p = listed.generate("id-easy", random.Random(2))
     state = listed.initial_state(p)
