@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -7,10 +8,11 @@ from cot_ray.config import ConfigError, load_config
 
 
 def test_shipped_configs_load():
-    for name in ("smoke", "chaos", "cpu-small", "cpu-small-detailed", "cpu-small-bf16", "cpu-small-rl-long",
-                 "cpu-sudoku", "toy-mult", "paper-4m-mult", "paper-4m-sudoku"):
-        cfg = load_config(f"configs/{name}.yaml")
-        assert cfg.name == name and cfg.corpus.n > 0
+    paths = sorted(Path("configs").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        cfg = load_config(path)
+        assert cfg.name == path.stem and cfg.corpus.n > 0
 
 
 def test_evaluation_uses_the_papers_planning_temperature_per_task():
@@ -30,6 +32,9 @@ def test_a_config_extends_another_and_overrides_single_fields(tmp_path):
     detailed, binary = load_config("configs/cpu-small-detailed.yaml"), load_config("configs/cpu-small.yaml")
     assert detailed.reflective_sft.verification == "detailed" and binary.reflective_sft.verification == "binary"
     assert detailed.sft == binary.sft and detailed.rl == binary.rl
+    detailed, binary = load_config("configs/cpu-sudoku.yaml"), load_config("configs/cpu-sudoku-binary.yaml")
+    assert (detailed.reflective_sft.verification, binary.reflective_sft.verification) == ("detailed", "binary")
+    assert detailed.sft == binary.sft and detailed.corpus == binary.corpus and detailed.rl == binary.rl
 
 
 @pytest.mark.parametrize("text,message", [
