@@ -18,10 +18,14 @@ Arms (``--arms``; the first is the baseline):
   example also teaches a ✓ (on cpu-small 26,526 of them against 1,202 sampled ✗: a 96% prior for ✓),
   whatever the balance of the sampled examples.
 - ``unlabelled-pairs``: both: the ``pairs`` data with unlabelled planning examples.
+- ``weighted-rejects``: the samples as stored, every ✗ label token weighted ``--reject-weight`` in the
+  loss (``reflective_sft.reject_label_weight``). A detailed Sudoku label has 2-3 ✗ among 81 cells,
+  so at weight 1 the verifier learns to write ✓ everywhere.
 
     python bench/reflective_arms.py --run runs/cpu-small                       # plain vs pairs
     python bench/reflective_arms.py --run runs/cpu-small --arms plain unlabelled-planning
     python bench/reflective_arms.py --run runs/cpu-small --arms unlabelled-planning unlabelled-pairs
+    python bench/reflective_arms.py --run runs/cpu-sudoku --arms plain weighted-rejects
     python bench/reflective_arms.py --run runs/smoke --n 20   # quick
 """
 
@@ -43,9 +47,17 @@ from cot_ray.tasks import get_task
 from cot_ray.train.reflective import balance, expert_partners
 from cot_ray.verify import verification_counts
 
-ARMS = ("plain", "pairs", "unlabelled-planning", "unlabelled-pairs")
-"""Every arm; each trains on :func:`datasets`' data for it, the ``unlabelled-`` ones with
-``planning_labels`` off."""
+ARMS = ("plain", "pairs", "unlabelled-planning", "unlabelled-pairs", "weighted-rejects")
+"""Every arm; each trains on :func:`datasets`' data for it, with :func:`arm_config`'s stage III."""
+
+
+def arm_config(arm: str, r, reject_weight: float):
+    """The run's stage-III config as ``arm`` changes it."""
+    if arm.startswith("unlabelled"):
+        return r.model_copy(update={"planning_labels": False})
+    if arm == "weighted-rejects":
+        return r.model_copy(update={"reject_label_weight": reject_weight})
+    return r
 
 
 def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int, arms: list[str]) -> dict[str, Path]:
@@ -60,7 +72,7 @@ def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int, arms: l
         return balance(records + partners, positives / len(records), False, random.Random(seed))
 
     rows_of = {"plain": lambda: records, "unlabelled-planning": lambda: records, "pairs": paired,
-               "unlabelled-pairs": paired}
+               "unlabelled-pairs": paired, "weighted-rejects": lambda: records}
     paths = {}
     for arm in arms:
         rows = rows_of[arm]()
@@ -116,6 +128,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=None, help="validation problems per difficulty (default eval.validation_n)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["plain", "pairs"],
                    help="arms to train and compare; the first is the baseline (default: plain pairs)")
+    p.add_argument("--reject-weight", type=float, default=10.0, help="the weighted-rejects arm's ✗ weight")
     p.add_argument("--out", default=None, help="default: <run>/bench-reflective-arms")
     args = p.parse_args()
     if len(set(args.arms)) != len(args.arms) or len(args.arms) < 2:
@@ -134,7 +147,7 @@ def main() -> None:
     results, seconds = {}, {}
     for arm in args.arms:
         t0 = time.time()
-        cfg = r.model_copy(update={"planning_labels": False}) if arm.startswith("unlabelled") else r
+        cfg = arm_config(arm, r, args.reject_weight)
         final = run_stage("reflective-sft", cfg, config.model, reflective_dataset(corpora, [str(paths[arm])], cfg),
                           out / arm / "stage3", init=str(run / "stage2-sft" / "final"))
         results[arm] = evaluate_arm(config, final, task, args.difficulties, n)

@@ -138,6 +138,10 @@ class ReflectiveConfig(TrainConfig):
     planning_labels: bool = Field(True, description="the re-mixed expert planning examples carry the expert's "
                                   "labels (all positive) with the loss on them, or (false) they are state -> step "
                                   "examples as in stage II, so only the sampled, balanced examples teach labels")
+    reject_label_weight: float = Field(1.0, gt=0, description="loss weight of every ✗ label token (1: the plain "
+                                       "mean). A detailed label is ✓ on almost every element of a wrong step (on "
+                                       "Sudoku 2-3 ✗ of 81), so at weight 1 a small verifier learns to write ✓ "
+                                       "everywhere")
     control: bool = Field(True, description="also train the planning-only control (same planning examples, no "
                           "verification) and report stage III minus control: the effect of learning to verify")
 

@@ -39,8 +39,10 @@ def length_grouped_batches(lengths: np.ndarray, batch: int, rng: np.random.Gener
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
-def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: int) -> tuple[np.ndarray, ...]:
-    """Right-pad examples into inputs, targets and a mask that is 1 on target tokens only."""
+def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: int,
+                 target_weights: dict[int, float] | None = None) -> tuple[np.ndarray, ...]:
+    """Right-pad examples into inputs, targets and a mask that is 1 on target tokens only, or the
+    weight ``target_weights`` gives a target token id (the loss is the mask-weighted mean)."""
     width = min(max(len(ids) for ids, _ in examples), max_len + 1) - 1
     x = np.full((len(examples), width), pad_id, dtype=np.int64)
     y = np.full((len(examples), width), pad_id, dtype=np.int64)
@@ -51,6 +53,8 @@ def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: in
         x[row, :n] = ids[:-1]
         y[row, :n] = ids[1:]
         mask[row, max(start - 1, 0):n] = 1.0  # predicting ids[start:] from position start-1 on
+    for token, weight in (target_weights or {}).items():
+        mask[(y == token) & (mask > 0)] = weight
     return x, y, mask
 
 
@@ -72,7 +76,10 @@ class Batches:
             raise ValueError("this worker received no training examples; use fewer workers or more data")
         self.cfg, self.rank = cfg, rank
         self.batch = max(1, cfg["batch_size"] // world)
-        self.pad = Tokenizer().pad_id
+        tok = Tokenizer()
+        self.pad = tok.pad_id
+        weight = cfg.get("reject_label_weight", 1.0)  # stage III only
+        self.weights = {tok.token_to_id["✗"]: weight} if weight != 1.0 else None
         self.windows = cfg["stage"] == "pretrain"
         if self.windows:
             self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
@@ -92,4 +99,4 @@ class Batches:
             rng = np.random.default_rng([seed, self.rank, epoch])
             self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
         picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
-        return pad_examples(picked, self.pad, self.cfg["max_len"])
+        return pad_examples(picked, self.pad, self.cfg["max_len"], self.weights)

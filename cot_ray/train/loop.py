@@ -51,7 +51,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         loss = supervised_step(model, opt, x, y, mask, cfg["grad_clip"], h.autocast)
         done = step + 1
         metrics = {"step": done, "loss": loss, "lr": lr,
-                   "tokens_per_s": float(mask.sum()) * h.world / (time.perf_counter() - t0),
+                   "tokens_per_s": float((mask > 0).sum()) * h.world / (time.perf_counter() - t0),
                    "elapsed_s": time.perf_counter() - t_start}
         if metrics_log is not None:
             metrics_log.log(done, metrics)

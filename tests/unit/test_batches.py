@@ -36,3 +36,12 @@ def test_rank_shares_do_not_depend_on_delivery_order_and_cover_the_data_once():
     assert shares == [rank_share(shuffled, r, 3) for r in range(3)]
     assert sorted(e for s in shares for e in s) == sorted(examples)
     assert [len(s) for s in shares] == [17, 17, 16]
+
+
+def test_target_weights_scale_the_loss_mask_on_those_targets_only():
+    # prompt 1 7 2 | targets 7 9 7 8 (start 3): the target 7s get weight 5, the prompt's 7 stays 0
+    x, y, mask = pad_examples([([1, 7, 2, 7, 9, 7, 8], 3), ([1, 7, 8], 1)], pad_id=0, max_len=16,
+                              target_weights={7: 5.0})
+    assert mask[0].tolist() == [0.0, 0.0, 5.0, 1.0, 5.0, 1.0]
+    assert mask[1].tolist() == [5.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert (mask[y == 0] == 0).all()  # padding is never a target, whatever its weight
