@@ -70,6 +70,7 @@ class Batches:
     """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
 
     def __init__(self, examples: list[tuple[list[int], int]], cfg: dict[str, Any], rank: int, world: int):
+        from cot_ray.tasks.base import NEGATIVE
         from cot_ray.tokenizer import Tokenizer
 
         if not examples:
@@ -79,7 +80,7 @@ class Batches:
         tok = Tokenizer()
         self.pad = tok.pad_id
         weight = cfg.get("reject_label_weight", 1.0)  # stage III only
-        self.weights = {tok.token_to_id["✗"]: weight} if weight != 1.0 else None
+        self.weights = {tok.token_to_id[NEGATIVE]: weight} if weight != 1.0 else None
         self.windows = cfg["stage"] == "pretrain"
         if self.windows:
             self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
