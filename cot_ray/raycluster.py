@@ -41,7 +41,8 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
         start_loopback()
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+        # address="local": always a Ray of our own, never a cluster another program started on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  runtime_env={"worker_process_setup_hook": "cot_ray.raycluster.setup_worker"},
                  configure_logging=True, logging_level=logging.WARNING)
     log.info("ray resources: %s", ray.cluster_resources())
