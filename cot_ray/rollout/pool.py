@@ -22,48 +22,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from cot_ray.config import RolloutConfig
 from cot_ray.mtp import ExecutionConfig, Trajectory
+from cot_ray.rollout.units import PoolStats, RolloutError, WorkerSlot, WorkUnit
 from cot_ray.tasks import Problem
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkUnit:
-    uid: int
-    task: str
-    problems: list[Problem]
-    config: ExecutionConfig
-    tries: int = 0
-    started: float = 0.0
-
-
-@dataclass
-class _Worker:
-    name: str
-    actor: Any
-    ready_ref: Any
-    ready: bool = False
-    retiring: bool = False
-    info: dict[str, Any] = field(default_factory=dict)  # what the ready probe answered (pid, node, engine...)
-    units: dict[int, WorkUnit] = field(default_factory=dict)  # in flight, by uid
-    started: float = 0.0
-
-
-@dataclass
-class PoolStats:
-    started: int = 0
-    replaced: int = 0
-    units_redone: int = 0
-    units_by_worker: dict[str, int] = field(default_factory=dict)
-
-
-class RolloutError(RuntimeError):
-    """A unit could not be completed; the message names the worker(s) involved."""
 
 
 class RolloutPool:
@@ -102,7 +68,7 @@ class RolloutPool:
         self._start_failures = 0
         self._lock = threading.RLock()
         self._names = itertools.count()
-        self._workers: dict[str, _Worker] = {}
+        self._workers: dict[str, WorkerSlot] = {}
         self._target = num_workers
         self._reconcile()
 
@@ -135,7 +101,7 @@ class RolloutPool:
         for _ in range(self._target - len(live)):
             name = f"rollout-{next(self._names)}"
             actor = self._actor_cls.remote(self.checkpoint, self.version, self.engine, self.engine_kwargs)
-            self._workers[name] = _Worker(name, actor, actor.info.remote(), started=time.monotonic())
+            self._workers[name] = WorkerSlot(name, actor, actor.info.remote(), started=time.monotonic())
             self.stats.started += 1
         if len(live) > self._target:
             # idle (or still starting) workers go first
@@ -148,7 +114,7 @@ class RolloutPool:
             if w.retiring and not w.units and w.name in self._workers:
                 self._remove(w)
 
-    def _remove(self, w: _Worker) -> None:
+    def _remove(self, w: WorkerSlot) -> None:
         import ray
 
         self._workers.pop(w.name, None)
@@ -170,7 +136,7 @@ class RolloutPool:
             if time.monotonic() > deadline:
                 raise RolloutError(f"workers not ready after {timeout_s}s: {sorted(w.name for w in pending.values())}")
 
-    def _on_ready(self, w: _Worker) -> bool:
+    def _on_ready(self, w: WorkerSlot) -> bool:
         """Mark a started worker ready; a worker that died while starting is replaced."""
         import ray
 
@@ -219,7 +185,7 @@ class RolloutPool:
             raise RolloutError(f"workers {bad} did not take weights v{version}")
         return max((res["seconds"] for _, res in results), default=0.0)
 
-    def _replace(self, w: _Worker, why: str) -> None:
+    def _replace(self, w: WorkerSlot, why: str) -> None:
         """``w`` is gone outside a run: a new worker takes its place (on the newest weights)."""
         log.warning("rollout worker %s %s; replacing it", w.name, why)
         with self._lock:
@@ -250,7 +216,7 @@ class RolloutPool:
         units = deque(WorkUnit(k, task, list(problems[i:i + unit_size]), config)
                       for k, i in enumerate(range(0, len(problems), unit_size)))
         total, results = len(units), {}
-        inflight: dict[Any, tuple[_Worker, WorkUnit]] = {}
+        inflight: dict[Any, tuple[WorkerSlot, WorkUnit]] = {}
         while len(results) < total:
             with self._lock:
                 self._dispatch(units, inflight)
@@ -261,7 +227,7 @@ class RolloutPool:
             self._check_timeouts(inflight, units)
         return [t for k in range(total) for t in results[k]]
 
-    def _dispatch(self, units: deque[WorkUnit], inflight: dict[Any, tuple[_Worker, WorkUnit]]) -> None:
+    def _dispatch(self, units: deque[WorkUnit], inflight: dict[Any, tuple[WorkerSlot, WorkUnit]]) -> None:
         """Fill every ready worker up to ``units_per_worker``, least loaded first."""
         ready = [w for w in self._workers.values() if w.ready and not w.retiring]
         for _ in range(self.units_per_worker):
@@ -299,8 +265,8 @@ class RolloutPool:
             if w.retiring and not w.units:
                 self._remove(w)
 
-    def _lost(self, w: _Worker, lost: list[WorkUnit], units: deque[WorkUnit],
-              inflight: dict[Any, tuple[_Worker, WorkUnit]], why: str) -> None:
+    def _lost(self, w: WorkerSlot, lost: list[WorkUnit], units: deque[WorkUnit],
+              inflight: dict[Any, tuple[WorkerSlot, WorkUnit]], why: str) -> None:
         """``w`` is gone: every unit it held goes back to the front of the queue."""
         lost = lost + list(w.units.values())
         w.units.clear()
@@ -319,7 +285,7 @@ class RolloutPool:
                     self.stats.replaced += 1
             self._reconcile()
 
-    def _check_timeouts(self, inflight: dict[Any, tuple[_Worker, WorkUnit]], units: deque[WorkUnit]) -> None:
+    def _check_timeouts(self, inflight: dict[Any, tuple[WorkerSlot, WorkUnit]], units: deque[WorkUnit]) -> None:
         now = time.monotonic()
         for w, unit in list(inflight.values()):
             if unit.uid in w.units and now - unit.started > self.unit_timeout_s:

@@ -15,15 +15,15 @@ from cot_ray.tasks.base import (
     parse_labels,
 )
 from cot_ray.tasks.mult import LsdLayout, MsdLayout, Multiplication
-from cot_ray.tasks.sudoku import Sudoku
+from cot_ray.tasks.sudoku import BoardLayout, FillsLayout, ListedLayout, SlotsLayout, Sudoku
 
 TASKS: dict[str, Callable[[], Task]] = {
     "mult": lambda: Multiplication(LsdLayout(), "mult"),
     "mult-msd": lambda: Multiplication(MsdLayout(), "mult-msd"),  # the first layout, a baseline
-    "sudoku": Sudoku,
-    "sudoku-listed": lambda: Sudoku(layout="listed"),  # the paper's step: unit listings, fills, board
-    "sudoku-slots": lambda: Sudoku(layout="slots"),  # unit listings in fixed slots, then the board
-    "sudoku-board": lambda: Sudoku(layout="board", hidden_singles=False),  # the new board alone
+    "sudoku": lambda: Sudoku(FillsLayout(), "sudoku"),
+    "sudoku-listed": lambda: Sudoku(ListedLayout(), "sudoku-listed"),  # the paper's step: listings, fills, board
+    "sudoku-slots": lambda: Sudoku(SlotsLayout(), "sudoku-slots"),  # unit listings in fixed slots, then the board
+    "sudoku-board": lambda: Sudoku(BoardLayout(), "sudoku-board", hidden_singles=False),  # the new board alone
 }
 
 
