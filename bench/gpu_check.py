@@ -16,7 +16,7 @@ each step's loss is finite and falls over a few repeats of one batch.
 
 Part 2 runs the smoke pipeline end to end with its trainers and rollout workers on the GPU,
 where ``ray`` and ``vllm`` import (a GPU cluster image). Without a GPU the script says so in one
-line and exits 0. Never part of CI; the README records what it printed.
+line and exits 0. Never part of CI; docs/benchmarks.md records what it printed.
 """
 
 from __future__ import annotations

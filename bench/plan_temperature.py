@@ -1,10 +1,11 @@
 """What the first-attempt temperature costs: MTP accuracy of one checkpoint at several planning
 temperatures, on the same held-out validation problems, in one run.
 
-The paper's Sudoku first attempts sample at temperature 1 (paper.md, Table 3, read from a garbled
-row), Mult's are greedy. A 1M Sudoku step writes 81 cells, and every cell sampled at temperature 1
-is a chance to write a wrong digit; this prints how much accuracy that costs, with 95% Wilson
-intervals and each temperature's difference from the first (Newcombe intervals).
+The paper's Sudoku first attempts sample at temperature 1 (paper Table 3, a garbled row read
+with App. D.4's text; docs/decisions.md), Mult's are greedy. A 1M Sudoku step writes 81 cells,
+and every cell sampled at temperature 1 is a chance to write a wrong digit; this prints how much
+accuracy that costs, with 95% Wilson intervals and each temperature's difference from the first
+(Newcombe intervals).
 
     python bench/plan_temperature.py --checkpoint runs/cpu-sudoku/stage2-sft/final --task sudoku-board
     python bench/plan_temperature.py --checkpoint runs/cpu-small/stage2-sft/final --task mult --temperatures 0 0.75

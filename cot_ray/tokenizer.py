@@ -2,8 +2,8 @@
 
 Every token is one character (plus three control tokens), so encoding is a table look-up and the
 round trip is lossless by construction. The paper trains a 128-entry BPE per task; with this
-task format a character vocabulary is nearly the same thing (paper.md section 4) and needs no
-training. Layout of one MTP/RMTP example (decision for paper.md section 9, items 1 and 10):
+task format a character vocabulary is nearly the same thing (paper App. D.3) and needs no
+training. Layout of one MTP/RMTP example (a decision the paper leaves open: docs/decisions.md):
 
     <bos>[state]{step}|verification|<eos>
 

@@ -12,7 +12,7 @@ Streams are independent random sequences, so a problem's place in one never depe
 The held-out problems (test and validation, every evaluated difficulty) are drawn first, and
 every training stream skips them (:func:`held_out`): a reported accuracy is never measured on a
 problem the model trained on. The training streams draw from the in-distribution mix (ID-Easy
-and ID-Hard, paper.md section 3.1) unless a difficulty is given.
+and ID-Hard, paper Sec. 5) unless a difficulty is given.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Keeping all problems in flight is what lets an engine such as vLLM run at full w
 each problem is a chain of short, dependent generations; with a streaming engine a problem never
 waits for another's step (see :mod:`cot_ray.mtp.policy`).
 
-Budgets (decisions for paper.md section 9, items 11-12):
+Budgets (decisions the paper leaves open: docs/decisions.md):
 - MTP: at most ``step_budget`` (T = 32) proposals.
 - RMTP/RTBS: every proposal counts (Algorithm 1). While fewer than ``reflective_budget``
   (M = 64) proposals were made the policy verifies its steps and retries after a rejection at the

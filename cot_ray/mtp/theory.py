@@ -28,7 +28,7 @@ def rmtp_accuracy(mu: float, e_neg: float, e_pos: float, n: int) -> float:
 
 
 def rtbs_accuracy(mu: float, e_neg: float, e_pos: float, f: float, m: int, n: int) -> float:
-    """rho~_m(n) for RTBS of width m (Prop. 2, reconstructed recursion in paper.md 6.2)."""
+    """rho~_m(n) for RTBS of width m (Prop. 2; the recursion as read in docs/theory.md)."""
     alpha, beta, gamma = step_probabilities(mu, e_neg, e_pos)
     delta = eps = 0.0
     accuracy = 1.0

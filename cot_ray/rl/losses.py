@@ -1,8 +1,8 @@
 """Policy-optimisation losses of stage IV (paper appendix B): GRPO and PPO.
 
 All functions take per-token tensors of shape [batch, time] with a ``mask`` that is 1 on the
-generated tokens being trained; losses are token means over the mask (decision for paper.md
-section 9, item 13).
+generated tokens being trained; losses are token means over the mask (a decision the paper
+leaves open: docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The semantics are the paper's: the state ``x*y+r`` always equals the original product; a step
 removes one digit value u from one operand (every digit equal to u becomes 0) and adds u times
 the other operand, shifted to each zeroed position, to r; T only reads the new state out of the
-step. How numbers and computations are written is ours to choose (paper.md section 9). Two
-layouts exist, chosen by measurement (``bench/time_to_accuracy.py``, README "Multiplication"):
+step. How numbers and computations are written is ours to choose (docs/decisions.md). Two
+layouts exist, chosen by measurement (``bench/time_to_accuracy.py``, docs/formats.md):
 
 **LSD** (task ``mult``, the default). Every number is written least-significant digit first, so
 each digit a model writes depends on digits already seen plus one carry, and every addition is

@@ -6,7 +6,7 @@ live here once:
 - device placement: the model through ``prepare_model`` (DDP, the worker's device) and every
   batch through :meth:`Harness.to_device`;
 - bf16 autocast (``precision``): ``auto`` on GPUs that support it, ``bf16`` on any device (on
-  this project's CPUs it sped up stage I but not stage II, and cost accuracy: README), ``fp32`` never;
+  this project's CPUs it sped up stage I but not stage II, and cost accuracy: docs/benchmarks.md), ``fp32`` never;
 - resume: the model from the stage's latest checkpoint, else from ``init``, else freshly built,
   and the optimizer state and step from that checkpoint;
 - the learning-rate schedule (linear warm-up, cosine decay);

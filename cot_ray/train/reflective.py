@@ -1,6 +1,6 @@
 """Stage III data: the policy's own steps, each labelled by the expert verifier.
 
-Paper stage III, with our decisions for what it leaves open (paper.md section 9, item 9):
+Paper stage III, with our decisions for what it leaves open (docs/decisions.md, stage III sampling):
 
 1. **The walk.** The stage-II policy runs through the MTP on each training query at the solving
    temperature (0.75). It follows its own steps, right or wrong: the states it visits are the
@@ -15,7 +15,7 @@ Paper stage III, with our decisions for what it leaves open (paper.md section 9,
    almost only wrong steps, and a small verifier learns to judge the state ("this state is hard:
    reject") instead of the step, so it rejects every revision there too.
 5. For optional verification an equal number of empty-verification copies is added
-   (paper section 1.4).
+   (paper Sec. 5.2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How well a policy verifies its own steps: e+ and e- (paper section 7).
+"""How well a policy verifies its own steps: e+ and e- (paper Tables 6 and 9).
 
 The policy's verification of each step (``StepRecord.verification``) is compared with the expert
 verifier's ground truth for the same step:
@@ -20,7 +20,7 @@ Counts are returned with the rates so evaluations of many shards can be added up
 
 :func:`rejections_by_truth` splits the same judgements by what the step really was: sound, a
 broken rule (any element the expert verifier flags), or a wrong guess (rule-consistent, so the
-expert verifier passes it, but a dead end: Sudoku, paper.md section 3.3).
+expert verifier passes it, but a dead end: Sudoku, paper App. D.2.2).
 """
 
 from __future__ import annotations

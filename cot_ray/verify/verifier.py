@@ -2,7 +2,7 @@
 
 Stage III needs ground-truth verifications of sampled steps, stage IV needs the binary outcome
 reward ORM(Q, A) and, optionally, the oracle PRM that cuts a trajectory at its first clear error
-(paper sections 2 and 3.4). Both are plain Python classes that score whole batches, so the same
+(paper Sec. 3.3, App. B). Both are plain Python classes that score whole batches, so the same
 code runs in-process, inside a Ray actor (:func:`actor_class`) and behind the Serve endpoint
 (:mod:`cot_ray.verify.serve`). Ray is imported only when an actor class is asked for.
 """

@@ -19,7 +19,7 @@ def test_pass_at_k_is_the_unbiased_estimator():
 
 
 def test_theorem1_prediction_matches_the_paper_numbers():
-    assert theorem1_rmtp(0.8, 0.3, 0.2, [1]) == pytest.approx(0.9333, abs=1e-4)  # paper.md 6.6, n = 1
+    assert theorem1_rmtp(0.8, 0.3, 0.2, [1]) == pytest.approx(0.9333, abs=1e-4)  # docs/theory.md anchor values, n = 1
     assert theorem1_rmtp(0.8, 0.3, 0.2, [1, 5]) == pytest.approx((0.9333 + 0.7082) / 2, abs=1e-4)
     assert theorem1_rmtp(0.5, 0.0, 0.0, [3]) == 1.0  # a perfect verifier turns any mu > 0 into 100%
     assert theorem1_rmtp(None, 0.1, 0.1, [3]) is None

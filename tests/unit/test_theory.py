@@ -2,7 +2,7 @@ import pytest
 
 from cot_ray.mtp import theory
 
-# paper.md section 6.6: mu=0.8, e-=0.3, e+=0.2, f=0.8
+# docs/theory.md, the anchor values (paper Fig. 10's parameters): mu=0.8, e-=0.3, e+=0.2, f=0.8
 MU, EN, EP, F = 0.8, 0.3, 0.2, 0.8
 
 

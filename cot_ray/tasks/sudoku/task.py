@@ -12,10 +12,10 @@ in a blank with the fewest candidates. Hidden singles (Chi & Lange 2013, the pap
 shorten the traces (measured on 100 puzzles per level, naked singles only -> with hidden ones:
 mean steps 2.8 -> 1.9 ID-Easy, 15.8 -> 11.0 ID-Hard with 6% -> 0% over the budget of 32, 40.8 ->
 35.3 OOD-Hard with 89% -> 65% over it). Expert guesses use the known solution, so expert traces
-never reach a dead end (a decision the paper leaves open, section 9). The step whose board has no
+never reach a dead end (a decision the paper leaves open: docs/decisions.md). The step whose board has no
 blank left is the answer.
 
-The ``sudoku-listed`` variant writes the paper's full step (paper.md section 3.3): first the
+The ``sudoku-listed`` variant writes the paper's full step (paper Sec. 3.1, App. D.2.2): first the
 numbers present in each row, each column and each block (ascending; groups split by ``,``, the
 three lists by ``:``), then the fills, then the board. The candidates of a blank are then the
 digits missing from three short lists the step itself wrote:
@@ -171,7 +171,7 @@ class Sudoku:
     def dead_end(self, state: str, step: str) -> bool:
         """Is ``step`` rule-consistent, yet its board has no solution? That is a wrong guess (or
         a wrong fill that breaks no rule yet): the expert verifier accepts it, because a rule check
-        cannot see it (paper.md section 3.3); only a search can, or RTBS by backtracking."""
+        cannot see it (paper App. D.2.2); only a search can, or RTBS by backtracking."""
         parts = self.layout.parse(step)
         if parts is None or self.diagnose(state, step) is not None:
             return False
