@@ -16,6 +16,10 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
 ISSUE_NUMBER = re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE)
 SCRATCH_PATH = re.compile(r"(?<![\w.])/(?:tmp|work)/")
+# a repository path in backticks, e.g. `cot_ray/mtp/execute.py` or `configs/`; Gymnasium ids
+# (`cot_ray/MTP-v0`) look alike and are not paths
+REPO_PATH = re.compile(r"`((?:cot_ray|bench|configs|tests|deployments|docker|jobs|requirements)/[\w./-]*)`")
+GYM_ID = re.compile(r"-v\d+$")
 
 
 def _name(page: Path) -> str:
@@ -54,6 +58,13 @@ def test_every_relative_link_resolves(page):
     assert broken == [], f"{_name(page)}: links to nothing: {broken}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_every_repository_path_named_exists(page):
+    """A file the docs name must still be there after a refactor moves it."""
+    named = [p for p in REPO_PATH.findall(page.read_text(encoding="utf-8")) if not GYM_ID.search(p)]
+    assert [p for p in named if not (ROOT / p).exists()] == [], f"{_name(page)} names files that are gone"
+
+
 def test_every_docs_page_is_linked_from_the_readme():
     linked = {(ROOT / t.partition("#")[0]).resolve() for t in _relative_links(README)}
     assert DOCS, "docs/ holds no pages"
@@ -77,6 +88,7 @@ def test_the_paper_is_cited_by_its_arxiv_id_never_a_summary_file(page):
 def test_the_link_checker_sees_links_and_anchors():
     """Guards the checks above against a pattern that silently matches nothing."""
     assert "docs/formats.md" in _relative_links(README)
+    assert REPO_PATH.findall("in `cot_ray/mtp/execute.py` and `configs/`") == ["cot_ray/mtp/execute.py", "configs/"]
     assert _anchor("Results on Sudoku (cpu-sudoku)") == "results-on-sudoku-cpu-sudoku"
     assert _anchor("Running on a cluster") == "running-on-a-cluster"
     assert ISSUE_NUMBER.search("Against issue 17's targets") and not ISSUE_NUMBER.search("the issue asked")
