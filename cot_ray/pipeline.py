@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,13 +227,14 @@ def control_stage(config: PipelineConfig, out: Path, corpora: list[str], progres
     if stage_done(stage_dir):
         log.info("control: %s exists, skipped", stage_dir / "final")
         return stage_dir / "final"
+    from cot_ray.train.stages import mixture_of
+
     r = config.reflective_sft
-    n_plan = sum(pq.read_table(p, columns=["n_steps"]).column("n_steps").to_numpy().sum() for p in corpora)
-    n_verify = sum(pq.read_metadata(out / "data" / f"reflective-{t}.parquet").num_rows for t in config.corpus.tasks)
-    steps = r.steps or math.ceil((r.epochs or 1.0) * (n_plan + n_verify) / r.batch_size)
-    planning_steps = max(1, round(steps * n_plan / (n_plan + n_verify)))
+    mix = mixture_of(corpora, [str(out / "data" / f"reflective-{t}.parquet") for t in config.corpus.tasks], r)
+    steps = r.steps or math.ceil((r.epochs or 1.0) * (mix.planning + mix.verification) / r.batch_size)
+    planning_steps = max(1, round(steps * mix.planning_share))
     log.info("control: %d planning steps (stage III: %d steps, %.0f%% of its examples planning)",
-             planning_steps, steps, 100 * n_plan / (n_plan + n_verify))
+             planning_steps, steps, 100 * mix.planning_share)
     cfg = TrainConfig.model_validate({**r.model_dump(include=set(TrainConfig.model_fields)), "steps": planning_steps})
     return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), stage_dir,
                      init=str(out / STAGE_DIRS["sft"] / "final"), progress=progress)
@@ -327,10 +329,9 @@ def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path)
     exclude = held_out_of(config, task_name)
     problems = [make_problem(task, config.corpus.difficulty, config.corpus.seed, i, "reflective", exclude)
                 for i in range(r.queries)]
-    records = sample_verification_records(pool, task_name, problems, r.solve_temperature, r.propose_temperature,
-                                          r.proposals, r.verification, r.max_positive_share, r.seed,
-                                          expert_pairs=r.expert_pairs)
+    records = sample_verification_records(pool, task_name, problems, r)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(records), path)
-    negatives = sum(not x["correct"] for x in records)
-    log.info("reflective data %s: %d examples (%d wrong steps) -> %s", task_name, len(records), negatives, path)
+    pq.write_table(pa.Table.from_pylist([x.row() for x in records]), path)
+    sources = Counter(x.source for x in records)
+    log.info("reflective data %s: %d examples (%d wrong steps; %s) -> %s", task_name, len(records),
+             sum(not x.correct for x in records), ", ".join(f"{k} {v}" for k, v in sorted(sources.items())), path)

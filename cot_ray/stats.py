@@ -8,7 +8,9 @@ difference of two proportions is built from the two Wilson intervals (Newcombe 1
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Sequence
 
 
 def _check(k: int, n: int) -> None:
@@ -59,3 +61,46 @@ def counts(row: dict) -> tuple[int, int]:
     """(correct, n) of a summary row; rows cached before ``correct`` existed derive it."""
     n = int(row["n"])
     return int(row.get("correct", round(row["accuracy"] * n))), n
+
+
+def paired_interval(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> tuple[float, float, float]:
+    """(p_a - p_b, low, high) for two outcomes of the **same** problems, e.g. RMTP and MTP of one
+    checkpoint: Newcombe's hybrid score interval for paired proportions (Newcombe 1998, "paired
+    data", method 10). Pairing removes the problems' own difficulty from the noise, so the
+    interval is narrower than :func:`diff_interval`'s whenever the two outcomes agree often."""
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes need the same problems: {len(a)} against {len(b)}")
+    n = len(a)
+    if n == 0:
+        return 0.0, -1.0, 1.0
+    both = sum(x and y for x, y in zip(a, b))
+    only_a = sum(x and not y for x, y in zip(a, b))
+    only_b = sum(y and not x for x, y in zip(a, b))
+    neither = n - both - only_a - only_b
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = wilson(both + only_a, n, z)
+    l2, u2 = wilson(both + only_b, n, z)
+    denominator = (both + only_a) * (neither + only_b) * (both + only_b) * (neither + only_a)
+    phi = (both * neither - only_a * only_b) / math.sqrt(denominator) if denominator else 0.0
+    d = p1 - p2
+    low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = d + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return d, max(-1.0, low), min(1.0, high)
+
+
+def paired_verdict(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> str:
+    """:func:`paired_interval` in percentage points, flagged when the interval holds 0."""
+    d, low, high = paired_interval(a, b, z)
+    text = f"{100 * d:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return text + " (no difference: inside the noise)" if low <= 0 <= high else text
+
+
+def rank_pairs(right: Sequence[float], wrong: Sequence[float]) -> tuple[float, int]:
+    """(wins, pairs): over every (right, wrong) pair of scores, 1 when the right one scores
+    higher, 1/2 on a tie; wins / pairs is the AUC (Mann-Whitney)."""
+    ordered = sorted(wrong)
+    wins = 0.0
+    for score in right:
+        below, not_above = bisect.bisect_left(ordered, score), bisect.bisect_right(ordered, score)
+        wins += below + (not_above - below) / 2
+    return wins, len(right) * len(wrong)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cot_ray.tasks import Problem
+from cot_ray.tokenizer import Tokenizer
 
 
 @dataclass
@@ -80,3 +81,20 @@ def reflection_frequency(trajectories: Iterable[Trajectory]) -> float | None:
     for t in trajectories:
         steps, reflected = steps + len(t.steps), reflected + t.n_reflections
     return reflected / steps if steps else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampledStep:
+    """A closed step the policy wrote at a state, with the problem it belongs to (the Sudoku
+    expert needs the problem to name its step without a search)."""
+
+    state: str
+    step: str
+    problem: Problem
+
+
+def closed_steps(trajectories: Iterable[Trajectory]) -> list[SampledStep]:
+    """Every step the policy closed with ``}`` (a step cut at the token limit is no step)."""
+    close = Tokenizer().step_close_id
+    return [SampledStep(state=s.state, step=s.step, problem=t.problem)
+            for t in trajectories for s in t.steps if s.step_token_ids[-1:] == [close]]

@@ -127,3 +127,10 @@ class Task(Protocol):
 
     def diagnose(self, state: str, step: str) -> str | None:
         """``None`` if ``step`` is right, else the kind of its first wrong element (failure analysis)."""
+
+    def corruption_kinds(self, step: str) -> tuple[str, ...]:
+        """The element kinds :meth:`corrupt_step` can make wrong in ``step`` (a right step)."""
+
+    def corrupt_step(self, state: str, step: str, kind: str, rng: random.Random) -> str | None:
+        """The right ``step`` at ``state`` with one element of ``kind`` wrong: wrong by :meth:`verify`,
+        and :meth:`diagnose` names ``kind``; None when no such corruption exists (stage III's ✗ fills)."""

@@ -246,6 +246,18 @@ class Multiplication:
         _, _, nr = self.layout.parse_state(new_state)  # type: ignore[misc]
         return f"{head};{operands}+{self.layout.answer(nr + offset)[1:]}"
 
+    def corruption_kinds(self, step: str) -> tuple[str, ...]:
+        """The kinds :meth:`corrupt_step` can make wrong in ``step`` (:mod:`cot_ray.tasks.mult_corruptions`)."""
+        from cot_ray.tasks.mult_corruptions import kinds_of
+
+        return kinds_of(self, step)
+
+    def corrupt_step(self, state: str, step: str, kind: str, rng: random.Random) -> str | None:
+        """The right ``step`` at ``state`` with one element of ``kind`` wrong (None if it has none)."""
+        from cot_ray.tasks.mult_corruptions import corrupt_step
+
+        return corrupt_step(self, state, step, kind, rng)
+
     def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
         parsed = self.layout.parse_state(state)
         if parsed is None:

@@ -14,6 +14,7 @@ Every example is two columns: ``ids`` (list of token ids) and ``start`` (first t
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import pyarrow as pa
@@ -30,11 +31,18 @@ def documents_batch(batch: pa.Table) -> pa.Table:
     return pa.table({"ids": docs, "start": [0] * len(docs)}, schema=EXAMPLE_SCHEMA)
 
 
-def sft_batch(batch: pa.Table, with_verification: str | None = None) -> pa.Table:
+def kept(ids: list[int], fraction: float) -> bool:
+    """Is this example in a ``fraction`` subsample? Decided by a hash of its tokens, so the same
+    examples are kept on every run, however Ray Data cuts the data into blocks."""
+    return fraction >= 1 or zlib.crc32(bytes(i & 0xFF for i in ids)) < fraction * 2**32
+
+
+def sft_batch(batch: pa.Table, with_verification: str | None = None, fraction: float = 1.0) -> pa.Table:
     """Ray Data ``map_batches`` function: corpus rows -> (state -> step) examples.
 
     ``with_verification`` ("binary" or "detailed") appends the expert's (positive) labels, the
-    planning half of the reflective-SFT mixture.
+    planning half of the reflective-SFT mixture; ``fraction`` keeps that share of the examples
+    (:func:`kept`).
     """
     tok = Tokenizer()
     key = {"binary": "verification", "detailed": "verification_detailed"}.get(with_verification or "")
@@ -42,13 +50,15 @@ def sft_batch(batch: pa.Table, with_verification: str | None = None) -> pa.Table
     for trace in batch.column("trace").to_pylist():
         for t in trace:
             e, s = tok.example(t["state"], t["step"], t[key] if key else None)
-            ids.append(e)
-            starts.append(s)
+            if kept(e, fraction):
+                ids.append(e)
+                starts.append(s)
     return pa.table({"ids": ids, "start": starts}, schema=EXAMPLE_SCHEMA)
 
 
-def verification_examples(records: list[dict[str, Any]]) -> pa.Table:
-    """(state, step, verification) records -> examples with the loss on the verification only."""
+def verification_examples(records: list[dict[str, Any]], repeats: int = 1) -> pa.Table:
+    """(state, step, verification) records -> examples with the loss on the verification only,
+    each ``repeats`` times."""
     tok = Tokenizer()
-    pairs = [tok.example(r["state"], r["step"], r["verification"], verification_only=True) for r in records]
+    pairs = [tok.example(r["state"], r["step"], r["verification"], verification_only=True) for r in records] * repeats
     return pa.table({"ids": [p[0] for p in pairs], "start": [p[1] for p in pairs]}, schema=EXAMPLE_SCHEMA)

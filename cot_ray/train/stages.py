@@ -10,6 +10,7 @@ import csv
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cot_ray.config import ModelConfig, ReflectiveConfig, TrainConfig
@@ -24,8 +25,9 @@ def stage_done(stage_dir: str | Path) -> bool:
     return (Path(stage_dir) / "final" / "model.safetensors").exists()
 
 
-def corpus_dataset(paths: list[str], stage: str, verification: str | None = None):
-    """The Ray Data dataset of training examples for ``stage`` from corpus Parquet files."""
+def corpus_dataset(paths: list[str], stage: str, verification: str | None = None, fraction: float = 1.0):
+    """The Ray Data dataset of training examples for ``stage`` from corpus Parquet files
+    (``fraction``: the share of planning examples kept, :func:`cot_ray.train.data.kept`)."""
     import ray.data
 
     from cot_ray.train.data import documents_batch, sft_batch
@@ -33,7 +35,8 @@ def corpus_dataset(paths: list[str], stage: str, verification: str | None = None
     ds = ray.data.read_parquet(paths, columns=["trace"])
     if stage == "pretrain":
         return ds.map_batches(documents_batch, batch_format="pyarrow")
-    return ds.map_batches(sft_batch, batch_format="pyarrow", fn_kwargs={"with_verification": verification})
+    return ds.map_batches(sft_batch, batch_format="pyarrow",
+                          fn_kwargs={"with_verification": verification, "fraction": fraction})
 
 
 def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir: str | Path,
@@ -108,17 +111,53 @@ def planning_labels(cfg: ReflectiveConfig) -> str | None:
     return "detailed" if cfg.verification in ("detailed", "optional") else "binary"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Mixture:
+    """Stage III's mixture: how many planning and verification examples it holds, and the share
+    of the planning examples kept to get there (``verification_share``)."""
+
+    planning: int
+    verification: int
+    planning_fraction: float
+
+    @classmethod
+    def of(cls, n_planning: int, n_records: int, cfg: ReflectiveConfig) -> Mixture:
+        n_verify = n_records * cfg.verification_repeats
+        fraction = 1.0
+        if cfg.verification_share is not None and n_planning:
+            fraction = min(1.0, n_verify * (1 - cfg.verification_share) / (cfg.verification_share * n_planning))
+        return cls(planning=round(n_planning * fraction), verification=n_verify, planning_fraction=fraction)
+
+    @property
+    def planning_share(self) -> float:
+        return self.planning / max(1, self.planning + self.verification)
+
+
 def reflective_dataset(corpus_paths: list[str], verification_parquet: list[str], cfg: ReflectiveConfig):
     """Stage III mixture: expert planning examples (with positive labels unless
-    ``cfg.planning_labels`` is off) + sampled verifications."""
+    ``cfg.planning_labels`` is off; subsampled to ``cfg.verification_share``) + the sampled
+    verifications, each ``cfg.verification_repeats`` times."""
     import ray.data
 
     from cot_ray.train.data import verification_examples
 
-    planning = corpus_dataset(corpus_paths, "sft", verification=planning_labels(cfg))
+    mixture = mixture_of(corpus_paths, verification_parquet, cfg)
+    log.info("reflective-sft mixture: %d planning examples (%.0f%% kept), %d verification examples",
+             mixture.planning, 100 * mixture.planning_fraction, mixture.verification)
+    planning = corpus_dataset(corpus_paths, "sft", verification=planning_labels(cfg),
+                              fraction=mixture.planning_fraction)
     records = ray.data.read_parquet(verification_parquet).map_batches(
-        lambda b: verification_examples(b.to_pylist()), batch_format="pyarrow")
+        lambda b: verification_examples(b.to_pylist(), cfg.verification_repeats), batch_format="pyarrow")
     return planning.union(records)
+
+
+def mixture_of(corpus_paths: list[str], verification_parquet: list[str], cfg: ReflectiveConfig) -> Mixture:
+    """Stage III's :class:`Mixture` from the sizes of its files (Parquet metadata: nothing is read)."""
+    import pyarrow.parquet as pq
+
+    n_plan = sum(int(pq.read_table(p, columns=["n_steps"]).column("n_steps").to_numpy().sum()) for p in corpus_paths)
+    n_records = sum(pq.read_metadata(p).num_rows for p in verification_parquet)
+    return Mixture.of(n_plan, n_records, cfg)
 
 
 def _last_row(path: Path) -> dict[str, str] | None:

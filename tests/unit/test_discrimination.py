@@ -1,0 +1,90 @@
+"""Within-state AUC, pooled AUC and the paired interval: the measures that decide between stage-III arms."""
+
+import random
+
+import pytest
+
+from cot_ray.stats import diff_interval, paired_interval, rank_pairs
+from cot_ray.verify.discrimination import Proposal, discrimination
+
+
+def _p(state: str, correct: bool, greedy: bool = False) -> Proposal:
+    return Proposal(state=state, step=f"{state}-{correct}-{greedy}-{random.random()}", correct=correct, greedy=greedy,
+                    n_labels=1)
+
+
+def test_a_verifier_that_judges_the_state_has_within_state_auc_one_half():
+    """Hard states (mostly wrong steps) get low scores, easy ones high, whatever the step: the pooled
+    AUC looks good, the within-state AUC shows it checks nothing."""
+    props, scores = [], []
+    for k in range(20):
+        hard = k % 2 == 0
+        for j in range(6):
+            props.append(_p(f"s{k}", correct=(j == 0) if hard else (j != 0)))
+            scores.append(0.1 if hard else 0.9)
+    d = discrimination(props, scores)
+    assert d.within_state_auc == pytest.approx(0.5)
+    assert d.pooled_auc > 0.8 and d.states == 20
+
+
+def test_a_verifier_that_checks_the_step_has_within_state_auc_one():
+    props = [_p(f"s{k}", c) for k in range(10) for c in (True, False, False)]
+    scores = [0.6 if p.correct else 0.4 for p in props]
+    d = discrimination(props, scores)
+    assert d.within_state_auc == 1.0 and d.wrong == 20 and d.wrong_acceptance == pytest.approx(0.4)
+    flipped = discrimination(props, [1 - s for s in scores])
+    assert flipped.within_state_auc == 0.0
+
+
+def test_greedy_and_sampled_right_steps_are_averaged_at_the_same_states():
+    props = [_p("a", True, greedy=True), _p("a", True), _p("a", False), _p("b", True, greedy=True)]
+    d = discrimination(props, [0.9, 0.3, 0.2, 0.8])
+    # state b holds no wrong step, so its greedy step is not in the comparison
+    assert (d.greedy_right_acceptance, d.sampled_right_acceptance) == (0.9, 0.3)
+
+
+def test_rank_pairs_counts_ties_as_half():
+    assert rank_pairs([0.5, 0.7], [0.5, 0.1]) == (3.5, 4)
+
+
+def test_paired_interval_is_narrower_than_the_unpaired_one_when_outcomes_agree():
+    rng = random.Random(0)
+    a = [rng.random() < 0.7 for _ in range(500)]
+    b = [x if rng.random() < 0.95 else not x for x in a]  # the same problems, 5% of outcomes flipped
+    d, low, high = paired_interval(a, b)
+    ulow, uhigh = diff_interval(sum(a), len(a), sum(b), len(b))
+    assert d == pytest.approx((sum(a) - sum(b)) / 500)
+    assert low <= d <= high and high - low < 0.5 * (uhigh - ulow)
+
+
+def test_paired_interval_excludes_zero_for_a_clear_gain_and_holds_it_for_none():
+    a = [True] * 60 + [False] * 40
+    better = [True] * 75 + [False] * 25  # every problem a solves, plus 15 more
+    _, low, high = paired_interval(better, a)
+    assert low > 0
+    _, low, high = paired_interval(a, list(a))
+    assert low <= 0 <= high
+    with pytest.raises(ValueError, match="same problems"):
+        paired_interval(a, a[:-1])
+
+
+def test_acceptance_is_the_teacher_forced_chance_of_all_positive_labels(tmp_path):
+    """Batched and padded scoring equals a one-sequence forward pass, label by label."""
+    import torch
+
+    from cot_ray.model import build_model, load_model, save_checkpoint
+    from cot_ray.tokenizer import Tokenizer
+    from cot_ray.verify.scoring import acceptance
+
+    save_checkpoint(build_model("tiny", seed=3, max_positions=256), tmp_path)
+    props = [Proposal(state="21*3+0", step="x1:20:03=3;0+3=3;20*3+3", correct=True, greedy=True, n_labels=1),
+             Proposal(state="5*7+0", step="y7:0:35=53;00+53=53;5*0+53", correct=True, greedy=False, n_labels=3)]
+    got = acceptance(str(tmp_path), props, batch_size=2)
+    tok, model = Tokenizer(), load_model(str(tmp_path)).eval()
+    yes, no = tok.token_to_id["✓"], tok.token_to_id["✗"]
+    for p, a in zip(props, got):
+        prompt = tok.verify_prompt(p.state, p.step)
+        logits = model(input_ids=torch.tensor([prompt + [yes] * (p.n_labels - 1)])).logits[0]
+        pair = torch.softmax(logits[len(prompt) - 1:, [yes, no]], dim=-1)[:, 0]
+        assert a == pytest.approx(float(pair.prod()), rel=1e-4)
+        assert 0 < a < 1
