@@ -1,173 +1,243 @@
-"""Stage III arms: which reflective-SFT data teaches a self-verifier that checks steps?
+"""Stage III arms: which reflective-SFT recipe teaches a verifier that checks the step?
 
-Trains stage III several times from one run's stage-II policy, on that run's stage-III samples, at
-an equal budget (the config's steps and batch), in one run, and evaluates every arm on the
-validation split (held out of every training set; the test split is left to the report): MTP and
-RMTP accuracy with 95% intervals, the policy's e+ / e- on first attempts and on revisions, and the
-difference of every arm from the first.
+Trains stage III once per arm from one run's stage-II policy, at an equal budget (the config's
+steps and batch), in one run, and measures every arm on the same held-out problems (the
+validation split by default: decide there, report on ``--split test``):
+
+- **discrimination** (``cot_ray.verify.discrimination``): within-state and pooled AUC of the
+  verifier's teacher-forced acceptance, on the same proposals for every arm (the stage-II
+  policy's greedy step and ``--auc-samples`` samples at each state of its greedy runs), and the
+  acceptance of right greedy steps against right samples at the same states. The gate: an arm
+  is worth its RMTP evaluation when its within-state AUC rises;
+- **accuracy**: MTP and RMTP (``--modes``) of each arm's checkpoint on the same problems, the
+  paired RMTP - MTP difference with its 95% interval, every arm against the first (paired);
+- **e+ / e-** on first attempts and on revisions (the attempts after a rejection).
 
 Arms (``--arms``; the first is the baseline):
 
-- ``plain``: the samples as stored (the run's ``data/reflective-<task>.parquet``), the config as is.
-- ``pairs``: the same negatives and the same number of positives, the positives taken first from
-  the expert's steps at the states of the wrong ones (``cot_ray.train.reflective.expert_partners``):
-  at the states where the policy errs almost every sampled step is wrong, so "this state is hard"
-  predicts the label nearly as well as the step does; pairs take that shortcut away.
-- ``unlabelled-planning``: the samples as stored, but the re-mixed expert planning examples are plain
-  state -> step examples (``reflective_sft.planning_labels: false``). With labels, every planning
-  example also teaches a ✓ (on cpu-small 26,526 of them against 1,202 sampled ✗: a 96% prior for ✓),
-  whatever the balance of the sampled examples.
-- ``unlabelled-pairs``: both: the ``pairs`` data with unlabelled planning examples.
-- ``weighted-rejects``: the samples as stored, every ✗ label token weighted ``--reject-weight`` in the
-  loss (``reflective_sft.reject_label_weight``). A detailed Sudoku label has 2-3 ✗ among 81 cells,
-  so at weight 1 the verifier learns to write ✓ everywhere.
+- ``plain``: the first recipe: the run's own stage-III samples (``data/reflective-<task>.parquet``,
+  correct steps capped at half) with labelled planning examples (the run's own stage III is
+  reused when it exists);
+- ``per-state``: every state as many ✓ as ✗ (``reflective_sft.balance: per-state``), the greedy
+  step among the proposals, unlabelled planning examples;
+- ``per-state-detailed``: the same samples, one label per element (``verification: detailed``);
+- ``per-state-half``: ``per-state`` with half of the mixture verification (``verification_share: 0.5``).
 
-    python bench/reflective_arms.py --run runs/cpu-small                       # plain vs pairs
-    python bench/reflective_arms.py --run runs/cpu-small --arms plain unlabelled-planning
-    python bench/reflective_arms.py --run runs/cpu-small --arms unlabelled-planning unlabelled-pairs
-    python bench/reflective_arms.py --run runs/cpu-sudoku --arms plain weighted-rejects
-    python bench/reflective_arms.py --run runs/smoke --n 20   # quick
+    python bench/reflective_arms.py --run runs/cpu-small --config configs/cpu-small.yaml
+    python bench/reflective_arms.py --run runs/cpu-small --arms per-state per-state-detailed --split test
+    python bench/reflective_arms.py --run runs/smoke --config configs/smoke.yaml --n 20 --auc-problems 10   # quick
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import json
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cot_ray.config import load_config
+from cot_ray.config import PipelineConfig, load_config
 from cot_ray.data.splits import problems
 from cot_ray.evaluate import Summary
-from cot_ray.stats import diff_interval
+from cot_ray.stats import paired_interval, wilson
 from cot_ray.tasks import get_task
-from cot_ray.train.reflective import balance, expert_partners
 from cot_ray.verify import verification_counts
-
-ARMS = ("plain", "pairs", "unlabelled-planning", "unlabelled-pairs", "weighted-rejects")
-"""Every arm; each trains on :func:`datasets`' data for it, with :func:`arm_config`'s stage III."""
+from cot_ray.verify.discrimination import Proposal, discrimination, proposals_at
 
 
-def arm_config(arm: str, r, reject_weight: float):
-    """The run's stage-III config as ``arm`` changes it."""
-    if arm.startswith("unlabelled"):
-        return r.model_copy(update={"planning_labels": False})
-    if arm == "weighted-rejects":
-        return r.model_copy(update={"reject_label_weight": reject_weight})
-    return r
+@dataclass(frozen=True, kw_only=True)
+class Arm:
+    """An arm: where its stage-III data comes from and how it changes the config's stage III."""
+
+    data: str
+    """"stored" (the run's own Parquet) or "per-state" (sampled here, labelled for the arm)."""
+    changes: dict = field(default_factory=dict)
 
 
-def datasets(run: Path, task: str, out: Path, detailed: bool, seed: int, arms: list[str]) -> dict[str, Path]:
-    """Each arm's stage-III data: equal size, equal negatives, equal positive count."""
-    stored = pq.read_table(run / "data" / f"reflective-{task}.parquet").to_pylist()
-    records = [{**r, "source": "policy"} for r in stored]
-    positives = sum(r["correct"] for r in records)
-    negatives = len(records) - positives
-    partners = expert_partners(task, records, detailed) if any(a.endswith("pairs") for a in arms) else []
-
-    def paired() -> list[dict]:
-        return balance(records + partners, positives / len(records), False, random.Random(seed))
-
-    rows_of = {"plain": lambda: records, "unlabelled-planning": lambda: records, "pairs": paired,
-               "unlabelled-pairs": paired, "weighted-rejects": lambda: records}
-    paths = {}
-    for arm in arms:
-        rows = rows_of[arm]()
-        paths[arm] = out / arm / f"reflective-{task}.parquet"
-        paths[arm].parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), paths[arm])
-        n_pos = sum(r["correct"] for r in rows)
-        print(f"{arm}: {len(rows)} verification examples, {n_pos} correct steps "
-              f"({sum(r['source'] == 'expert' for r in rows)} of them the expert's), {len(rows) - n_pos} wrong")
-    print(f"(stored: {positives} correct, {negatives} wrong; {len(partners)} states with a wrong step)")
-    return paths
+ARMS: dict[str, Arm] = {
+    "plain": Arm(data="stored", changes={"balance": "positive-cap", "planning_labels": True}),
+    "per-state": Arm(data="per-state", changes={"balance": "per-state"}),
+    "per-state-detailed": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"}),
+    "per-state-half": Arm(data="per-state", changes={"balance": "per-state", "verification_share": 0.5}),
+}
 
 
-def evaluate_arm(config, checkpoint: Path, task: str, difficulties: list[str], n: int) -> dict:
-    """MTP and RMTP on ``n`` validation problems per difficulty, on a rollout pool over ``checkpoint``."""
+def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[str], split: str,
+           difficulties: list[str], auc_problems: int, auc_samples: int
+           ) -> tuple[dict[str, Path], dict[str, list[Proposal]]]:
+    """On one pool over the stage-II policy: each arm's stage-III data (cached in ``out``) and the
+    proposals every verifier is ranked on."""
+    from cot_ray.pipeline import reflective_queries, with_pool
+    from cot_ray.train.reflective import sample_steps, verification_records
+
+    r = config.reflective_sft
+    paths = {a: (run / "data" / f"reflective-{task}.parquet" if ARMS[a].data == "stored"
+                 else out / a / f"reflective-{task}.parquet") for a in arms}
+    judged_path = out / f"proposals-{split}.jsonl"
+    missing = [a for a in arms if not paths[a].exists()]
+
+    def work(pool) -> None:
+        if missing:
+            per_state = r.model_copy(update={"balance": "per-state"})
+            steps = sample_steps(pool, task, reflective_queries(config, task), per_state)
+            for a in missing:
+                cfg = r.model_copy(update=ARMS[a].changes)
+                records = verification_records(task, steps, cfg)
+                paths[a].parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist([x.row() for x in records]), paths[a])
+                print(f"{a}: {len(records)} verification examples from {len(steps)} sampled steps, "
+                      f"{sum(not x.correct for x in records)} wrong, "
+                      f"{sum(x.source == 'corruption' for x in records)} of them corruptions", flush=True)
+        if not judged_path.exists():
+            t = get_task(task)
+            temperature = config.eval.execution("rmtp", task).revision_temperature
+            lines = [json.dumps({"difficulty": d, **p.__dict__}) for d in difficulties for p in proposals_at(
+                pool, t, problems(t, d, auc_problems, config.eval.seed, split), auc_samples, temperature,
+                config.eval.seed, detailed=True)]
+            judged_path.write_text("".join(line + "\n" for line in lines))
+
+    if missing or not judged_path.exists():
+        with_pool(config, run / "stage2-sft" / "final", work)
+    judged: dict[str, list[Proposal]] = {}
+    for line in judged_path.read_text().splitlines():
+        row = json.loads(line)
+        judged.setdefault(row.pop("difficulty"), []).append(Proposal(**row))
+    return paths, judged
+
+
+def train(config: PipelineConfig, run: Path, out: Path, arm: str, data: Path) -> Path:
+    """The arm's stage III (the run's own, for ``plain``, when it exists)."""
+    from cot_ray.train.stages import reflective_dataset, run_stage, stage_done
+
+    own = run / "stage3-reflective-sft"
+    if arm == "plain" and stage_done(own):
+        return own / "final"
+    stage_dir = out / arm / "stage3"
+    if stage_done(stage_dir):
+        return stage_dir / "final"
+    cfg = config.reflective_sft.model_copy(update=ARMS[arm].changes)
+    corpora = [str(run / "data" / f"corpus-{t}.parquet") for t in config.corpus.tasks]
+    return run_stage("reflective-sft", cfg, config.model, reflective_dataset(corpora, [str(data)], cfg), stage_dir,
+                     init=str(run / "stage2-sft" / "final"))
+
+
+def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[str, int], split: str,
+             modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool) -> dict:
+    """Every mode on the same problems per difficulty (outcomes kept for pairing), e+/e-, and the
+    discrimination of the arm's verifier on the shared proposals."""
     from cot_ray.pipeline import with_pool
+    from cot_ray.verify.scoring import acceptance
 
     def work(pool) -> dict:
         rows = {}
-        for d in difficulties:
-            probs = problems(get_task(task), d, n, config.eval.seed, "validation")
-            mtp = pool.run(task, probs, config.eval.execution("mtp", task))
-            rmtp = pool.run(task, probs, config.eval.execution("rmtp", task))
-            first, revision = verification_counts(rmtp), verification_counts(rmtp, revisions=True)
-            rows[d] = {"mtp": Summary.of(mtp), "rmtp": Summary.of(rmtp), "e+": first.e_plus, "e-": first.e_minus,
-                       "rev e+": revision.e_plus, "rev e-": revision.e_minus}
+        for d, n in sizes.items():
+            probs = problems(get_task(task), d, n, config.eval.seed, split)
+            runs = {m: pool.run(task, probs, config.eval.execution(m, task)) for m in modes}
+            row = {m: [t.correct for t in runs[m]] for m in modes}
+            row["summary"] = {m: Summary.of(runs[m]).__dict__ for m in modes}
+            if "rmtp" in runs:
+                first, rev = verification_counts(runs["rmtp"]), verification_counts(runs["rmtp"], revisions=True)
+                row["verification"] = {"e+": first.e_plus, "e-": first.e_minus, "revision e+": rev.e_plus,
+                                       "revision e-": rev.e_minus, "revisions judged": rev.right + rev.wrong}
+            rows[d] = row
         return rows
 
-    return with_pool(config, checkpoint, work)
+    rows = with_pool(config, checkpoint, work)
+    for d, props in proposals.items():
+        labels = [p if detailed else replace(p, n_labels=1) for p in props]
+        rows[d]["discrimination"] = discrimination(labels, acceptance(str(checkpoint), labels)).to_dict()
+    return rows
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def _acc(s: Summary) -> str:
-    return f"{100 * s.accuracy:.1f} [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]"
+def _paired(a: list[bool], b: list[bool]) -> str:
+    d, lo, hi = paired_interval(a, b)
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
-def _diff(a: Summary, b: Summary) -> str:
-    lo, hi = diff_interval(a.correct, a.n, b.correct, b.n)
-    return f"{100 * (a.accuracy - b.accuracy):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+def _acc(outcomes: list[bool]) -> str:
+    lo, hi = wilson(sum(outcomes), len(outcomes))
+    return f"{100 * sum(outcomes) / max(1, len(outcomes)):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def report(results: dict, arms: list[str], sizes: dict[str, int], modes: list[str], split: str) -> str:
+    """The tables the bench prints (markdown)."""
+    base = arms[0]
+    lines = [f"{split} split; accuracy % [95% Wilson]; differences paired on the same problems [95% interval]",
+             "", "| arm | split | within-state AUC | pooled AUC | states | right greedy / right sampled / wrong: "
+             "mean acceptance |", "|---|---|---|---|---|---|"]
+    for a in arms:
+        for split_name in sizes:
+            d = results[a][split_name].get("discrimination")
+            if d:
+                lines.append(f"| {a} | {split_name} | {_pct(d['within_state_auc'])} | {_pct(d['pooled_auc'])} | "
+                             f"{d['states']} | {_pct(d['greedy_right_acceptance'])} / "
+                             f"{_pct(d['sampled_right_acceptance'])} / {_pct(d['wrong_acceptance'])} |")
+    head = " | ".join(m.upper() for m in modes)
+    lines += ["", f"| arm | split | {head} | e+ / e- | revision e+ / e- | RMTP - MTP | RMTP - {base} RMTP |",
+              "|---" * (6 + len(modes)) + "|"]
+    for a in arms:
+        for d in sizes:
+            row, ref = results[a][d], results[base][d]
+            v = row.get("verification", {})
+            cells = " | ".join(_acc(row[m]) for m in modes)
+            gain = _paired(row["rmtp"], row["mtp"]) if "rmtp" in row else "-"
+            vs = _paired(row["rmtp"], ref["rmtp"]) if "rmtp" in row and a != base else "-"
+            lines.append(f"| {a} | {d} | {cells} | {_pct(v.get('e+'))} / {_pct(v.get('e-'))} | "
+                         f"{_pct(v.get('revision e+'))} / {_pct(v.get('revision e-'))} | {gain} | {vs} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--run", required=True, help="a run folder with stage2-sft/final and data/reflective-<task>.parquet")
-    p.add_argument("--config", default=None, help="stage III's budget, the pool and the eval seed (default: the "
-                   "run's own config.json)")
-    p.add_argument("--task", default=None, help="default: the config's first corpus task")
-    p.add_argument("--difficulties", nargs="+", default=["id-easy", "id-hard"])
-    p.add_argument("--n", type=int, default=None, help="validation problems per difficulty (default eval.validation_n)")
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=["plain", "pairs"],
-                   help="arms to train and compare; the first is the baseline (default: plain pairs)")
-    p.add_argument("--reject-weight", type=float, default=10.0, help="the weighted-rejects arm's ✗ weight")
+    p.add_argument("--run", required=True, help="a run folder with stage2-sft/final, data/corpus-<task>.parquet "
+                   "and (for plain) data/reflective-<task>.parquet")
+    p.add_argument("--config", required=True, help="stage III's budget and recipe, the pool and the eval seed")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=["plain", "per-state"],
+                   help="arms to train and compare; the first is the baseline")
+    p.add_argument("--split", choices=["validation", "test"], default="validation")
+    p.add_argument("--n", nargs="+", default=["id-easy=300", "id-hard=1000"],
+                   help="problems per difficulty, as difficulty=n (default: id-easy=300 id-hard=1000)")
+    p.add_argument("--modes", nargs="+", default=["mtp", "rmtp"], choices=["mtp", "rmtp", "rtbs"])
+    p.add_argument("--auc-problems", type=int, default=150, help="problems per difficulty whose greedy runs give "
+                   "the states the verifiers are ranked at")
+    p.add_argument("--auc-samples", type=int, default=8, help="proposals sampled per state (besides the greedy one)")
     p.add_argument("--out", default=None, help="default: <run>/bench-reflective-arms")
     args = p.parse_args()
     if len(set(args.arms)) != len(args.arms) or len(args.arms) < 2:
         p.error("--arms: name at least two different arms")
+    if "mtp" not in args.modes:
+        p.error("--modes: mtp is the reference every difference is taken against")
+    sizes = {d: int(n) for d, n in (x.split("=") for x in args.n)}
 
-    from cot_ray.train.stages import reflective_dataset, run_stage
-
-    run = Path(args.run).resolve()
-    config = load_config(args.config or run / "config.json")
-    task = args.task or config.corpus.tasks[0]
+    run, config = Path(args.run).resolve(), load_config(args.config)
+    task = config.corpus.tasks[0]
     out = Path(args.out or run / "bench-reflective-arms").resolve()
-    n = args.n or config.eval.validation_n
-    r = config.reflective_sft
-    paths = datasets(run, task, out, r.verification in ("detailed", "optional"), r.seed, args.arms)
-    corpora = [str(run / "data" / f"corpus-{t}.parquet") for t in config.corpus.tasks]
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    paths, proposals = sample(config, run, out, task, args.arms, args.split, list(sizes), args.auc_problems,
+                              args.auc_samples)
+    print(f"sampled in {time.time() - t0:.0f}s; proposals to rank: "
+          f"{ {d: len(ps) for d, ps in proposals.items()} }", flush=True)
     results, seconds = {}, {}
     for arm in args.arms:
         t0 = time.time()
-        cfg = arm_config(arm, r, args.reject_weight)
-        final = run_stage("reflective-sft", cfg, config.model, reflective_dataset(corpora, [str(paths[arm])], cfg),
-                          out / arm / "stage3", init=str(run / "stage2-sft" / "final"))
-        results[arm] = evaluate_arm(config, final, task, args.difficulties, n)
+        final = train(config, run, out, arm, paths[arm])
+        detailed = config.reflective_sft.model_copy(update=ARMS[arm].changes).verification != "binary"
+        results[arm] = evaluate(config, final, task, sizes, args.split, args.modes, proposals, detailed)
         seconds[arm] = time.time() - t0
-        print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s", flush=True)
-
-    print(f"\nvalidation split, {n} problems per difficulty; accuracy % [95% interval]; e+/e- % of the policy's "
-          "own verifications (first attempts; revisions)")
-    print("| arm | split | MTP | RMTP | e+ | e- | revision e+ | revision e- |\n|---|---|---|---|---|---|---|---|")
-    for arm in args.arms:
-        for d, row in results[arm].items():
-            print(f"| {arm} | {d} | {_acc(row['mtp'])} | {_acc(row['rmtp'])} | {_pct(row['e+'])} | {_pct(row['e-'])} "
-                  f"| {_pct(row['rev e+'])} | {_pct(row['rev e-'])} |")
+        auc = {d: _pct(r.get("discrimination", {}).get("within_state_auc")) for d, r in results[arm].items()}
+        print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s; within-state AUC {auc}", flush=True)
+        (out / f"results-{args.split}.json").write_text(json.dumps(results))
+    print("\n" + report(results, args.arms, sizes, args.modes, args.split))
     base, *others = args.arms
-    print("\n| arm | split | arm - " + base + ", MTP | arm - " + base + ", RMTP | RMTP - MTP |\n|---|---|---|---|---|")
-    for arm in args.arms:
-        for d in args.difficulties:
-            a, b = results[arm][d], results[base][d]
-            vs = "- | -" if arm == base else f"{_diff(a['mtp'], b['mtp'])} | {_diff(a['rmtp'], b['rmtp'])}"
-            print(f"| {arm} | {d} | {vs} | {_diff(a['rmtp'], a['mtp'])} |")
     print("\n" + ", ".join(f"time ratio {arm}/{base}: {seconds[arm] / seconds[base]:.2f}" for arm in others))
 
 

@@ -36,7 +36,7 @@ from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
 from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.report import write_report
-from cot_ray.tasks import get_task
+from cot_ray.tasks import Problem, get_task
 from cot_ray.verify.diagnostics import reflection_diagnostics
 
 log = logging.getLogger(__name__)
@@ -321,15 +321,18 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
     return rows
 
 
+def reflective_queries(config: PipelineConfig, task_name: str) -> list[Problem]:
+    """Stage III's training queries: the ``reflective`` stream, never a held-out problem."""
+    task = get_task(task_name)
+    exclude = held_out_of(config, task_name)
+    return [make_problem(task, config.corpus.difficulty, config.corpus.seed, i, "reflective", exclude)
+            for i in range(config.reflective_sft.queries)]
+
+
 def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path) -> None:
     from cot_ray.train.reflective import sample_verification_records
 
-    r = config.reflective_sft
-    task = get_task(task_name)
-    exclude = held_out_of(config, task_name)
-    problems = [make_problem(task, config.corpus.difficulty, config.corpus.seed, i, "reflective", exclude)
-                for i in range(r.queries)]
-    records = sample_verification_records(pool, task_name, problems, r)
+    records = sample_verification_records(pool, task_name, reflective_queries(config, task_name), config.reflective_sft)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist([x.row() for x in records]), path)
     sources = Counter(x.source for x in records)
