@@ -45,3 +45,18 @@ def test_msd_layout_corrupts_only_what_it_writes():
     assert msd.corrupt_step(state, step, "copy", random.Random(0)) is None
     wrong = msd.corrupt_step(state, step, "state", random.Random(0))
     assert wrong is not None and msd.diagnose(state, wrong) == "state"
+
+
+@pytest.mark.parametrize("name", ["sudoku", "sudoku-board", "sudoku-listed", "sudoku-slots"])
+def test_every_sudoku_corruption_breaks_the_rule_it_claims(name):
+    sudoku, rng, made = get_task(name), random.Random(0), set()
+    for difficulty in ("id-easy", "id-hard"):
+        for state, step in _expert_states(sudoku, difficulty, 4):
+            for kind in sudoku.corruption_kinds(step):
+                wrong = sudoku.corrupt_step(state, step, kind, rng)
+                if wrong is None:
+                    continue
+                assert sudoku.transition(state, wrong).valid and not sudoku.verify(state, wrong).ok
+                assert sudoku.diagnose(state, wrong) == kind
+                made.add(kind)
+    assert made == {"clash", "changed"}

@@ -70,10 +70,11 @@ class SudokuLayout:
         parts = m.groupdict()
         return SudokuStep(listing=parts.get("listing") or "", fills=parts.get("fills") or "", board=m["board"])
 
-    def write(self, board: list[int], fills: list[Fill]) -> str:
-        """The step from ``board`` that fills ``fills``."""
-        new = list(board)
-        for cell, value, _ in fills:
+    def write(self, board: list[int], fills: list[Fill], after: list[int] | None = None) -> str:
+        """The step from ``board`` that fills ``fills``; its new board is ``after`` when given (a
+        corrupted step may change more than its fills)."""
+        new = list(board) if after is None else list(after)
+        for cell, value, _ in fills if after is None else ():
             new[cell] = value
         fields = (self.listing(board), _marks(fills) if self.writes_fills else "", format_board(new))
         return ";".join(field for field in fields if field)

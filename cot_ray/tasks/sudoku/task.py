@@ -146,6 +146,18 @@ class Sudoku:
         peer_values = sorted({board[j] for j in PEERS[cell]} - {0}) or [1]
         return self.layout.write(board, [(cell, rng.choice(peer_values), False)])
 
+    def corruption_kinds(self, step: str) -> tuple[str, ...]:
+        """The kinds :meth:`corrupt_step` can break (:mod:`cot_ray.tasks.sudoku.corruptions`)."""
+        from cot_ray.tasks.sudoku.corruptions import KINDS
+
+        return KINDS
+
+    def corrupt_step(self, state: str, step: str, kind: str, rng: random.Random) -> str | None:
+        """The right ``step`` at ``state`` with one rule of ``kind`` broken (None if it cannot be)."""
+        from cot_ray.tasks.sudoku.corruptions import corrupt_step
+
+        return corrupt_step(self, state, step, kind, rng)
+
     def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
         """Rule-consistency, as the paper's expert verifier: no clue or earlier number changed and
         no repeat in any row, column or block. Detailed: one label per cell of the new board."""
