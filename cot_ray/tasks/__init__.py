@@ -24,6 +24,9 @@ TASKS: dict[str, Callable[[], Task]] = {
     "sudoku-listed": lambda: Sudoku(ListedLayout(), "sudoku-listed"),  # the paper's step: listings, fills, board
     "sudoku-slots": lambda: Sudoku(SlotsLayout(), "sudoku-slots"),  # unit listings in fixed slots, then the board
     "sudoku-board": lambda: Sudoku(BoardLayout(), "sudoku-board", hidden_singles=False),  # the new board alone
+    # the same, its detailed verification restating each changed cell before its label
+    "sudoku-board-restated": lambda: Sudoku(BoardLayout(), "sudoku-board-restated", hidden_singles=False,
+                                            restate=True),
 }
 
 

@@ -79,6 +79,8 @@ class Verification:
     """Ground-truth labels for one step: one label (binary) or one per step element (detailed)."""
 
     labels: tuple[bool, ...]
+    marks: tuple[str, ...] = ()
+    """What each label judges, written before it (Sudoku's restated cells, ``rcv``); none by default."""
 
     @property
     def ok(self) -> bool:
@@ -86,7 +88,8 @@ class Verification:
         return all(self.labels)
 
     def text(self) -> str:
-        return "".join([POSITIVE if label else NEGATIVE for label in self.labels])
+        marks = self.marks or ("",) * len(self.labels)
+        return "".join(m + (POSITIVE if label else NEGATIVE) for m, label in zip(marks, self.labels))
 
 
 def parse_labels(text: str) -> tuple[bool, ...] | None:

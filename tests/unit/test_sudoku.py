@@ -45,9 +45,7 @@ def test_perturbed_step_is_rejected_at_the_right_cell(seed):
     assert sudoku.transition(state, step).valid
     assert not sudoku.verify(state, step).ok
     detailed = sudoku.verify(state, step, detailed=True)
-    assert len(detailed.labels) == 81
-    filled = int(step[0]) * 9 + int(step[1])
-    assert detailed.labels[filled] is False
+    assert detailed.labels == (False,)  # one changed cell, one label: the clash
 
 
 def test_changing_a_clue_is_wrong_even_without_a_clash():
@@ -58,7 +56,33 @@ def test_changing_a_clue_is_wrong_even_without_a_clash():
     changed[cell] = 0  # erasing a clue never clashes, but it alters a given number
     step = "001;" + "".join(map(str, changed))
     labels = sudoku.verify(state, step, detailed=True).labels
-    assert labels[cell] is False and sum(labels) == 80
+    assert labels == (False,)  # the one changed cell, and the only label
+
+
+def test_detailed_labels_sit_on_the_changed_cells_only():
+    """A right step: one ✓ per filled cell; a step with one clashing fill among right ones: ✗ on that
+    cell (and on the peer fill it repeats, if the step wrote that too), ✓ on the others; restated
+    labels follow the cell they judge."""
+    from cot_ray.tasks import get_task
+
+    board_task, restated = get_task("sudoku-board"), get_task("sudoku-board-restated")
+    p = board_task.generate("id-easy", random.Random(5))
+    state = board_task.initial_state(p)
+    step = board_task.expert_step(state, p)
+    filled = [i for i in range(81) if state[i] != step[i]]
+    assert len(filled) > 1
+    assert board_task.verify(state, step, detailed=True).labels == (True,) * len(filled)
+    wrong = list(step)
+    cell = filled[0]
+    peer_value = next(step[j] for j in sorted(PEERS[cell]) if step[j] not in ("0", step[cell]))
+    wrong[cell] = peer_value
+    wrong = "".join(wrong)
+    labels = board_task.verify(state, wrong, detailed=True).labels
+    assert len(labels) == len(filled) and labels[0] is False and sum(labels) >= len(filled) - 2
+    text = restated.verify(state, wrong, detailed=True).text()
+    assert text.startswith(f"{cell // 9}{cell % 9}{peer_value}✗") and text.count("✓") + text.count("✗") == len(filled)
+    assert restated.verify(state, step, detailed=True).text() == "".join(
+        f"{i // 9}{i % 9}{step[i]}✓" for i in filled)
 
 
 @pytest.mark.parametrize("answer", ["1" * 81, "12", "x" * 81])
@@ -87,12 +111,16 @@ def test_has_clash_is_the_peer_definition(board):
 @given(st.lists(st.integers(0, 9), min_size=81, max_size=81), st.lists(st.integers(0, 9), min_size=81, max_size=81))
 @settings(max_examples=300)
 def test_verify_is_the_rule_definition(before, after):
-    """Each cell: no repeat among its peers, and a number of the state is kept; binary = all of them."""
+    """Binary: every cell holds no repeat among its peers and keeps the state's number. Detailed:
+    the same rule on each cell the step changed; one label if none changed; a trailing ✗ when the
+    board breaks the rule only where the step did not write."""
     state, step = "".join(map(str, before)), "001;" + "".join(map(str, after))
-    expected = tuple(not (a and any(after[j] == a for j in PEERS[i])) and b in (0, a)
-                     for i, (b, a) in enumerate(zip(before, after)))
-    assert sudoku.verify(state, step, detailed=True).labels == expected
-    assert sudoku.verify(state, step).labels == (all(expected),)
+    rule = [not (a and any(after[j] == a for j in PEERS[i])) and b in (0, a)
+            for i, (b, a) in enumerate(zip(before, after))]
+    assert sudoku.verify(state, step).labels == (all(rule),)
+    changed = [rule[i] for i in range(81) if before[i] != after[i]]
+    expected = changed + [False] if changed and all(changed) and not all(rule) else changed or [all(rule)]
+    assert sudoku.verify(state, step, detailed=True).labels == tuple(expected)
 
 
 def test_a_wrong_guess_is_rule_consistent_but_a_dead_end():

@@ -157,12 +157,22 @@ def singles(cands: dict[int, set[int]], hidden: bool = True) -> dict[int, int]:
 def rule_labels(before: str, after: str, detailed: bool = False) -> tuple[bool, ...]:
     """The expert verifier's rule check of board ``after`` written at board ``before`` (both
     well-formed): no clue or earlier number changed and no repeat in any row, column or block.
-    Binary: one label; detailed: one per cell (wrong where it changed a number or repeats)."""
+    Binary: one label. Detailed: one label per cell the step changed (is it a blank, and does its
+    value repeat no peer's?), in cell order; unchanged cells carry none, so a verifier learns to
+    look at what the step wrote. A step that changes nothing is one label; a board already broken
+    where the step did not write (after an accepted wrong step) gets one ✗ at the end."""
     values = after.encode().translate(_VALUES)
     counts = _unit_counts(values)
-    if keeps_numbers(before, after) and not counts & _ANY_REPEAT:
-        return (True,) * 81 if detailed else (True,)
+    ok = keeps_numbers(before, after) and not counts & _ANY_REPEAT
     if not detailed:
-        return (False,)
+        return (ok,)
     prior = before.encode().translate(_VALUES)
-    return tuple(not counts & repeat[a] and (b == 0 or b == a) for repeat, b, a in zip(_REPEAT, prior, values))
+    labels = [not counts & _REPEAT[i][a] and b == 0 for i, (b, a) in enumerate(zip(prior, values)) if b != a]
+    if not labels:
+        return (ok,)
+    return (*labels, False) if not ok and all(labels) else tuple(labels)
+
+
+def changed_cells(before: str, after: str) -> list[int]:
+    """The cells where board ``after`` differs from ``before``: what a detailed label judges."""
+    return [i for i, (b, a) in enumerate(zip(before, after)) if b != a]

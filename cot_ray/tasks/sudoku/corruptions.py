@@ -14,7 +14,6 @@ step wrote it, so the one broken rule is the only thing wrong.
 from __future__ import annotations
 
 import random
-
 from typing import TYPE_CHECKING
 
 from cot_ray.tasks.sudoku.board import PEERS, parse_board

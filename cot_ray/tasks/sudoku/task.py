@@ -41,6 +41,7 @@ from cot_ray.tasks.base import Problem, Transition, Verification, check_difficul
 from cot_ray.tasks.sudoku.board import (
     PEERS,
     candidates,
+    changed_cells,
     count_solutions,
     format_board,
     has_clash,
@@ -73,8 +74,10 @@ class Sudoku:
     """
 
     def __init__(self, layout: SudokuLayout | None = None, name: str = "sudoku", unique: bool = False,
-                 hidden_singles: bool = True) -> None:
+                 hidden_singles: bool = True, restate: bool = False) -> None:
         self.layout = layout or FillsLayout()
+        self.restate = restate
+        """Detailed labels follow the cell they judge, written ``rcv`` (row, column, value)."""
         self.name = name
         self.unique = unique
         self.hidden_singles = hidden_singles
@@ -160,11 +163,16 @@ class Sudoku:
 
     def verify(self, state: str, step: str, detailed: bool = False) -> Verification:
         """Rule-consistency, as the paper's expert verifier: no clue or earlier number changed and
-        no repeat in any row, column or block. Detailed: one label per cell of the new board."""
+        no repeat in any row, column or block. Detailed: one label per cell the step changed
+        (:func:`rule_labels`), each after its cell when ``restate``."""
         parts = self.layout.parse(step)
         if parts is None or not is_board(state):
             return Verification((False,))
-        return Verification(rule_labels(state, parts.board, detailed))
+        labels = rule_labels(state, parts.board, detailed)
+        if not (detailed and self.restate):
+            return Verification(labels)
+        marks = [f"{i // 9}{i % 9}{parts.board[i]}" for i in changed_cells(state, parts.board)]
+        return Verification(labels, tuple((marks + [""])[:len(labels)] if marks else [""] * len(labels)))
 
     def diagnose(self, state: str, step: str) -> str | None:
         """What is first wrong with ``step``: "format" (unreadable), "listing" (``sudoku-listed`` and
