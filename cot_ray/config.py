@@ -68,6 +68,10 @@ class EvalConfig(_Strict):
         "default: all). MTP runs on every difficulty. Reflective runs are the slow ones: they spend their "
         "proposal budget where the policy fails, so a split where everything fails costs the most")
     noise: list[NoiseConfig] = Field(default_factory=lambda: [NoiseConfig()])
+    discrimination_problems: int = Field(100, ge=0, description="problems per split whose greedy runs give the "
+                                         "states where the verifier's within-state AUC is measured (0: off)")
+    discrimination_samples: int = Field(8, ge=1, description="proposals sampled per such state, at the revision "
+                                        "temperature, beside the greedy step")
     noise_n: int = Field(100, gt=0, description="test problems per difficulty for the noisy-expert rows (they "
                          "illustrate Theorem 1; they need fewer problems than the trained policies)")
 

@@ -36,6 +36,7 @@ from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
 from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.report import write_report
+from cot_ray.stats import paired_interval
 from cot_ray.tasks import Problem, get_task
 from cot_ray.verify.diagnostics import reflection_diagnostics
 
@@ -316,9 +317,28 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
             for mode in e.modes_on(difficulty, modes):
                 runs[mode] = pool.run(task_name, problems, e.execution(mode, task_name))
                 rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
+                if mode != "mtp" and "mtp" in runs:  # the same problems: a paired difference
+                    d, low, high = paired_interval([t.correct for t in runs[mode]], [t.correct for t in runs["mtp"]])
+                    rows[-1]["vs_mtp"] = {"difference": d, "low": low, "high": high}
                 if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
                     rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))
+                    rows[-1]["discrimination"] = _discrimination(config, pool, task, problems, out / name / "final")
     return rows
+
+
+def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem], checkpoint: Path) -> dict | None:
+    """Within-state and pooled AUC of the checkpoint's own verifier on its own proposals (at the
+    states of its greedy runs on the first ``eval.discrimination_problems`` problems)."""
+    from cot_ray.verify.discrimination import discrimination, proposals_at
+    from cot_ray.verify.scoring import acceptance
+
+    e = config.eval
+    if not e.discrimination_problems or not (checkpoint / "model.safetensors").exists():
+        return None
+    detailed = config.reflective_sft.verification != "binary"
+    proposals = proposals_at(pool, task, problems[:e.discrimination_problems], e.discrimination_samples,
+                             e.execution("rmtp", task.name).revision_temperature, e.seed, detailed)
+    return discrimination(proposals, acceptance(str(checkpoint), proposals)).to_dict()
 
 
 def reflective_queries(config: PipelineConfig, task_name: str) -> list[Problem]:

@@ -180,7 +180,9 @@ def _reflection(rows: list[dict]) -> list[str]:
         if r["mode"] != "rmtp" or "mu" not in r:
             continue
         pair = " / ".join
+        auc = r.get("discrimination") or {}
         cells = [r["policy"], r["task"], r["difficulty"], _pct(r["mu"]),
+                 pair([_pct(auc.get("within_state_auc")), _pct(auc.get("pooled_auc"))]) + f" ({auc.get('states', 0)})",
                  pair([_pct(r.get("e_plus")), _pct(r.get("e_minus"))]),
                  pair([_pct(r.get("e_plus_revision")), _pct(r.get("e_minus_revision"))]),
                  _pct(r["rejection_rate"]),
@@ -195,10 +197,31 @@ def _reflection(rows: list[dict]) -> list[str]:
             "(after a rejection). pass@1/4/16: at states where the greedy step was wrong (how many in",
             "brackets), how often 1, 4 or 16 samples at the revision temperature hold a right step.",
             "Theorem 1: RMTP accuracy predicted from mu, e+ and e- (first attempts) with unlimited retries,",
-            "averaged over the problems' expert step counts; beside it, the measured RMTP accuracy.", "",
-            "| policy | task | split | mu | e+ / e- first | e+ / e- revision | rejected | pass@1/4/16 |"
-            " Theorem 1 RMTP | measured RMTP |",
-            "|---|---|---|---|---|---|---|---|---|---|", *table, ""]
+            "averaged over the problems' expert step counts; beside it, the measured RMTP accuracy.",
+            "AUC: at states holding right and wrong proposals of the policy (how many in brackets), the chance",
+            "that its own teacher-forced acceptance ranks a right proposal above a wrong one at the same state",
+            "(within; 0.5 = it judges the state, 1 = it checks the step), and over all states (pooled).", "",
+            "| policy | task | split | mu | AUC within / pooled | e+ / e- first | e+ / e- revision | rejected |"
+            " pass@1/4/16 | Theorem 1 RMTP | measured RMTP |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *table, ""]
+
+
+def _paired(rows: list[dict]) -> list[str]:
+    """Each reflective mode against MTP of the same checkpoint, on the same problems (paired)."""
+    table = [f"| {r['policy']} | {r['task']} | {r['difficulty']} | {r['mode'].upper()} - MTP | "
+             f"{_signed(r['vs_mtp'])} |" for r in rows if r.get("vs_mtp")]
+    if not table:
+        return []
+    return ["## Reflection against no reflection, paired", "",
+            "Accuracy of a reflective mode minus MTP of the same checkpoint, in percentage points, on the same",
+            "problems, with the 95% interval for paired outcomes (Newcombe 1998, method 10); an interval that",
+            "holds 0 is no difference.", "",
+            "| policy | task | split | comparison | difference |", "|---|---|---|---|---|", *table, ""]
+
+
+def _signed(d: dict) -> str:
+    text = f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+    return text + " (no difference)" if d["low"] <= 0 <= d["high"] else text
 
 
 def _share(rejected_judged: list[int], accepted: bool) -> str:
@@ -294,6 +317,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
              "rule-based baselines.", ""]
     lines += _accuracy_tables(rows, modes, tasks, difficulties)
     lines += _comparisons(rows, tasks, difficulties)
+    lines += _paired(rows)
     lines += _reflection(rows)
     lines += _by_truth(rows)
     lines += _failures(out, rows, tasks, difficulties)
