@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cot_ray.config import PipelineConfig, load_config
-from cot_ray.data.splits import problems
+from cot_ray.data.splits import key, problems
 from cot_ray.evaluate import Summary
 from cot_ray.stats import paired_interval, wilson
 from cot_ray.tasks import get_task
@@ -63,6 +63,15 @@ ARMS: dict[str, Arm] = {
     "per-state-detailed": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"}),
     "per-state-half": Arm(data="per-state", changes={"balance": "per-state", "verification_share": 0.5}),
 }
+
+
+def trained_on(config: PipelineConfig, run: Path, task: str) -> frozenset[str]:
+    """Every question the run trained on (corpus and stage-III queries): evaluations skip them, so
+    the held-out rule holds even past the run's own ``eval.n`` / ``validation_n``."""
+    from cot_ray.pipeline import reflective_queries
+
+    corpus = pq.read_table(run / "data" / f"corpus-{task}.parquet", columns=["question"]).column("question")
+    return frozenset(corpus.to_pylist()) | {key(p) for p in reflective_queries(config, task)}
 
 
 def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[str], split: str,
@@ -95,7 +104,8 @@ def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[s
             t = get_task(task)
             temperature = config.eval.execution("rmtp", task).revision_temperature
             lines = [json.dumps({"difficulty": d, **p.__dict__}) for d in difficulties for p in proposals_at(
-                pool, t, problems(t, d, auc_problems, config.eval.seed, split), auc_samples, temperature,
+                pool, t, problems(t, d, auc_problems, config.eval.seed, split, trained_on(config, run, task)),
+                auc_samples, temperature,
                 config.eval.seed, detailed=True)]
             judged_path.write_text("".join(line + "\n" for line in lines))
 
@@ -125,7 +135,7 @@ def train(config: PipelineConfig, run: Path, out: Path, arm: str, data: Path) ->
 
 
 def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[str, int], split: str,
-             modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool) -> dict:
+             modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool, exclude: frozenset[str]) -> dict:
     """Every mode on the same problems per difficulty (outcomes kept for pairing), e+/e-, and the
     discrimination of the arm's verifier on the shared proposals."""
     from cot_ray.pipeline import with_pool
@@ -134,7 +144,7 @@ def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[st
     def work(pool) -> dict:
         rows = {}
         for d, n in sizes.items():
-            probs = problems(get_task(task), d, n, config.eval.seed, split)
+            probs = problems(get_task(task), d, n, config.eval.seed, split, exclude)
             runs = {m: pool.run(task, probs, config.eval.execution(m, task)) for m in modes}
             row = {m: [t.correct for t in runs[m]] for m in modes}
             row["summary"] = {m: Summary.of(runs[m]).__dict__ for m in modes}
@@ -231,7 +241,8 @@ def main() -> None:
         t0 = time.time()
         final = train(config, run, out, arm, paths[arm])
         detailed = config.reflective_sft.model_copy(update=ARMS[arm].changes).verification != "binary"
-        results[arm] = evaluate(config, final, task, sizes, args.split, args.modes, proposals, detailed)
+        results[arm] = evaluate(config, final, task, sizes, args.split, args.modes, proposals, detailed,
+                                trained_on(config, run, task))
         seconds[arm] = time.time() - t0
         auc = {d: _pct(r.get("discrimination", {}).get("within_state_auc")) for d, r in results[arm].items()}
         print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s; within-state AUC {auc}", flush=True)
