@@ -40,6 +40,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cot_ray.layout import STAGES, TRAINED, RunLayout
+
 KINDS = {"rollout": ("ray::RolloutWorker",), "train": ("ray::RayTrainWorker",),
          "scorer": ("ray::RewardModel", "ray::ExpertVerifier")}
 HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 4}
@@ -131,35 +133,36 @@ def undisturbed(cmd: list[str], env: dict, log: Path, record: Path) -> float:
     return wall
 
 
-def stage_rows(out: Path) -> dict[str, list[int]]:
-    """Per stage folder: the step (or update) of every metrics row."""
+def stage_rows(run: RunLayout) -> dict[str, list[int]]:
+    """Per stage that logged metrics: the step (or update) of every metrics row."""
     rows = {}
-    for metrics in sorted(out.glob("stage*/metrics.csv")):
-        with open(metrics, newline="") as f:
-            rows[metrics.parent.name] = [int(float(r.get("step") or r["update"])) for r in csv.DictReader(f)]
+    for stage in STAGES:
+        if run.metrics(stage).exists():
+            with open(run.metrics(stage), newline="") as f:
+                rows[stage] = [int(float(r.get("step") or r["update"])) for r in csv.DictReader(f)]
     return rows
 
 
-def same_weights(a: Path, b: Path) -> bool:
-    """Whether two stages' final models are bit for bit equal."""
+def same_weights(a: RunLayout, b: RunLayout, stage: str) -> bool:
+    """Whether a stage's final models in two runs are bit for bit equal."""
     from safetensors.torch import load_file
 
     try:
-        x, y = (load_file(p / "final" / "model.safetensors") for p in (a, b))
+        x, y = (load_file(run.final(stage) / "model.safetensors") for run in (a, b))
     except FileNotFoundError:
         return False
     return x.keys() == y.keys() and all(bool((x[k] == y[k]).all()) for k in x)
 
 
-def eval_questions(out: Path) -> dict[str, list[str]]:
+def eval_questions(run: RunLayout) -> dict[str, list[str]]:
     """Per evaluation file: the questions it holds, in order."""
-    return {p.name: [json.loads(line)["question"] for line in p.open()] for p in sorted((out / "eval").glob("*.jsonl"))}
+    return {p.name: [json.loads(line)["question"] for line in p.open()] for p in sorted(run.eval_dir.glob("*.jsonl"))}
 
 
-def accuracies(questions_out: Path) -> dict[str, tuple[int, int]]:
+def accuracies(run: RunLayout) -> dict[str, tuple[int, int]]:
     """Per evaluation file: (correct, total), each file read once."""
     out = {}
-    for p in sorted((questions_out / "eval").glob("*.jsonl")):
+    for p in sorted(run.eval_dir.glob("*.jsonl")):
         rows = [json.loads(line)["correct"] for line in p.open()]
         out[p.name] = (sum(rows), len(rows))
     return out
@@ -184,30 +187,30 @@ def main() -> None:
         (out / "undisturbed.json").unlink(missing_ok=True)
     chaos = Chaos(args.seed, tuple(args.every))
     env = {**os.environ, "RAY_ADDRESS": chaos.cluster.address}
-    base, hit = out / "undisturbed", out / "chaos"
+    base, hit = RunLayout(out / "undisturbed"), RunLayout(out / "chaos")
     try:
         print(f"cluster {chaos.cluster.address}: head + worker node; undisturbed run ...", flush=True)
-        wall0 = undisturbed(pipeline_command(args.config, base), env, out / "undisturbed.log", out / "undisturbed.json")
+        wall0 = undisturbed(pipeline_command(args.config, base.root), env, out / "undisturbed.log",
+                            out / "undisturbed.json")
         print(f"undisturbed: {wall0:.0f}s; disturbed run with a kill every {args.every[0]:.0f}-{args.every[1]:.0f}s "
               "...", flush=True)
-        shutil.rmtree(hit, ignore_errors=True)
-        rc1, wall1 = chaos.run_disturbed(pipeline_command(args.config, hit), env, out / "chaos.log")
+        shutil.rmtree(hit.root, ignore_errors=True)
+        rc1, wall1 = chaos.run_disturbed(pipeline_command(args.config, hit.root), env, out / "chaos.log")
     finally:
         chaos.cluster.shutdown()
 
     problems = []
     if rc1 != 0:
         problems.append(f"the disturbed run failed (exit {rc1}): see {out / 'chaos.log'}")
-    want = {"stage1-pretrain": config.pretrain.steps, "stage2-sft": config.sft.steps,
-            "stage3-reflective-sft": config.reflective_sft.steps}
+    want = dict(zip(TRAINED, (config.pretrain.steps, config.sft.steps, config.reflective_sft.steps), strict=True))
     rows = stage_rows(hit)
     for stage in stage_rows(base):
         got = rows.get(stage, [])
-        if not got or got != list(range(1, got[-1] + 1)) or not (hit / stage / "final" / "model.safetensors").exists():
-            problems.append(f"{stage}: metrics rows are not 1..N once each, or no final/")
+        if not got or got != list(range(1, got[-1] + 1)) or not hit.is_complete(hit.final(stage)):
+            problems.append(f"{STAGES[stage]}: metrics rows are not 1..N once each, or no final/")
         elif stage in want and got[-1] != want[stage]:
-            problems.append(f"{stage} stopped at step {got[-1]} of {want[stage]}")
-    same = {stage: same_weights(base / stage, hit / stage) for stage in stage_rows(base)}
+            problems.append(f"{STAGES[stage]} stopped at step {got[-1]} of {want[stage]}")
+    same = {STAGES[stage]: same_weights(base, hit, stage) for stage in stage_rows(base)}
     q0, q1 = eval_questions(base), eval_questions(hit)
     lost = sum(len(set(q) - set(q1.get(name, []))) for name, q in q0.items())
     duplicated = sum(len(q) - len(set(q)) for q in q1.values())

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from cot_ray.config import PipelineConfig, load_config
 from cot_ray.data.splits import key, problems
 from cot_ray.evaluate import Summary
+from cot_ray.layout import RunLayout, is_complete
 from cot_ray.stats import paired_interval, wilson
 from cot_ray.tasks import get_task
 from cot_ray.verify import verification_counts
@@ -83,7 +84,7 @@ def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[s
     from cot_ray.train.reflective import sample_steps, verification_records
 
     r = config.reflective_sft
-    paths = {a: (run / "data" / f"reflective-{task}.parquet" if ARMS[a].data == "stored"
+    paths = {a: (RunLayout(run).reflective_data(task) if ARMS[a].data == "stored"
                  else out / a / f"reflective-{task}.parquet") for a in arms}
     judged_path = out / f"proposals-{split}.jsonl"
     missing = [a for a in arms if not paths[a].exists()]
@@ -110,7 +111,7 @@ def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[s
             judged_path.write_text("".join(line + "\n" for line in lines))
 
     if missing or not judged_path.exists():
-        with_pool(config, run / "stage2-sft" / "final", work)
+        with_pool(config, RunLayout(run).final("sft"), work)
     judged: dict[str, list[Proposal]] = {}
     for line in judged_path.read_text().splitlines():
         row = json.loads(line)
@@ -120,18 +121,18 @@ def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[s
 
 def train(config: PipelineConfig, run: Path, out: Path, arm: str, data: Path) -> Path:
     """The arm's stage III (the run's own, for ``plain``, when it exists)."""
-    from cot_ray.train.stages import reflective_dataset, run_stage, stage_done
+    from cot_ray.train.stages import reflective_dataset, run_stage
 
-    own = run / "stage3-reflective-sft"
-    if arm == "plain" and stage_done(own):
-        return own / "final"
+    own = RunLayout(run)
+    if arm == "plain" and is_complete(own.final("reflective-sft")):
+        return own.final("reflective-sft")
     stage_dir = out / arm / "stage3"
-    if stage_done(stage_dir):
+    if is_complete(stage_dir / "final"):
         return stage_dir / "final"
     cfg = config.reflective_sft.model_copy(update=ARMS[arm].changes)
-    corpora = [str(run / "data" / f"corpus-{t}.parquet") for t in config.corpus.tasks]
+    corpora = [str(own.corpus(t)) for t in config.corpus.tasks]
     return run_stage("reflective-sft", cfg, config.model, reflective_dataset(corpora, [str(data)], cfg), stage_dir,
-                     init=str(run / "stage2-sft" / "final"))
+                     init=str(own.final("sft")))
 
 
 def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[str, int], split: str,

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
                         "stages are skipped when re-run.")
     pl.add_argument("--config", required=True)
     pl.add_argument("--out", required=True, help="run folder")
+    pl.add_argument("--allow-config-change", action="store_true",
+                    help="resume a run folder made with another config: finished outputs are kept, missing ones "
+                    "are made with this config, run.json records the change (without it: exit 2)")
 
     for stage in ("pretrain", "sft", "reflective-sft"):
         st = sub.add_parser(stage, help=f"run the {stage} stage of a config on Ray Train",
@@ -304,7 +307,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     log_file = _log_to_run_folder(args.out)
-    report = run_pipeline(config, args.out)
+    report = run_pipeline(config, args.out, allow_config_change=args.allow_config_change)
     print(f"report: {report} (log: {log_file})")
     return 0
 

@@ -7,9 +7,10 @@ report tables are built from.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cot_ray.atomic import write_jsonl as write_jsonl  # the records' writer (atomic), for ``cot-ray eval``
 from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.stats import wilson
@@ -120,9 +121,3 @@ class LocalPool:
         from cot_ray.tasks import get_task
 
         return MTPExecutor(get_task(task_name), self.policy, config).run(problems)
-
-
-def write_jsonl(path: str, rows: Iterable[dict]) -> None:
-    with open(path, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")

@@ -1,19 +1,12 @@
 """The main job: every stage of a run, in order, into one run folder, resuming finished stages.
 
-    data/corpus-<task>.parquet        stage-I/II data (expert CoTs)
-    stage1-pretrain/final             HF checkpoints (also checkpoints/step-N while training)
-    stage2-sft/final
-    data/reflective-<task>.parquet    stage-III data: sampled steps + expert verifications
-    stage3-reflective-sft/final
-    stage3-control/final              planning only, as many planning examples as stage III (a control)
-    stage4-rl-mtp/final, stage4-rl-rmtp/final   RL-tuned policies (GRPO or PPO), metrics.csv
-    eval/<name>.json(l)               evaluations of each checkpoint (and of the expert baselines)
-    report.md, accuracy.png, heatmap.png   the report
-    pipeline.log                      everything the run logged
-
-:func:`plan` lists the stages, each with the paths it reads and writes; :func:`run_pipeline`
-runs them top to bottom. A stage whose outputs exist is skipped on re-run; a training stage that
-was interrupted resumes from its latest checkpoint.
+The run folder's paths and the resume rule live in :mod:`cot_ray.layout`. :func:`plan` lists
+the stages, each with the outputs it reads and writes; :func:`run_pipeline` records the config
+first (:mod:`cot_ray.run_record`: resuming under another config is refused unless asked for),
+then runs the stages top to bottom. A stage whose outputs are all complete
+(:func:`cot_ray.layout.is_complete`) is skipped; otherwise it makes those that are not (a
+training stage continues from its latest checkpoint). Every output is written atomically
+(:mod:`cot_ray.atomic`), so a crash leaves no partial output for a resume to trust.
 """
 
 from __future__ import annotations
@@ -28,119 +21,110 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from cot_ray.atomic import write_json, write_jsonl, write_parquet
 from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
-from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
+from cot_ray.evaluate import Summary, evaluate, make_problems, record
+from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RunLayout, is_complete
 from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.report import write_report
+from cot_ray.run_record import open_run
 from cot_ray.stats import paired_interval
 from cot_ray.tasks import Problem, get_task
 from cot_ray.verify.diagnostics import reflection_diagnostics
 
 log = logging.getLogger(__name__)
 
-STAGE_DIRS = {"pretrain": "stage1-pretrain", "sft": "stage2-sft", "reflective-sft": "stage3-reflective-sft"}
-CONTROL_DIR = "stage3-control"
-"""Stage III's planning-only control (see :func:`control_stage`)."""
-RL_RUNS: tuple[tuple[str, str, str, list[str] | None], ...] = (
-    ("stage4-rl-mtp", "sft", "mtp", ["mtp"]),  # the MTP policy through the MTP
-    ("stage4-rl-rmtp", "reflective-sft", "rmtp", None),  # the self-verifying policy through the RMTP: every mode
-)
-"""Stage IV's runs: (folder, the stage they start from, RL execution mode, evaluated modes)."""
-EVALS = ("experts", STAGE_DIRS["sft"], STAGE_DIRS["reflective-sft"], CONTROL_DIR, *(r[0] for r in RL_RUNS))
-"""The evaluations the report reads, in its order (``eval/<name>.json``)."""
-
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a run: the paths it reads and writes (inside the run folder) and how it runs.
-    It is done when every output exists (a model folder counts once its weights are written)."""
+    """One step of a run: the outputs it reads and writes (paths in the run folder) and how it
+    runs. It is done when every output is complete (:func:`cot_ray.layout.is_complete`)."""
 
     name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    inputs: tuple[Path, ...]
+    outputs: tuple[Path, ...]
     run: Callable[[], object]
 
-    def done(self, out: Path) -> bool:
-        return all(_exists(out / o) for o in self.outputs)
-
-
-def _exists(path: Path) -> bool:
-    return (path / "model.safetensors").exists() if path.name == "final" else path.exists()
+    def done(self) -> bool:
+        return all(is_complete(o) for o in self.outputs)
 
 
 def plan(config: PipelineConfig, out: Path, progress: bool = True) -> list[Stage]:
-    """Every stage of a run, in order (the module docstring lists the paths)."""
+    """Every stage of a run in ``out``, in order (:mod:`cot_ray.layout` lists the paths)."""
+    run = RunLayout(Path(out))
     tasks = config.corpus.tasks
-    corpora = tuple(f"data/corpus-{t}.parquet" for t in tasks)
-    reflective = tuple(f"data/reflective-{t}.parquet" for t in tasks)
-    paths = [str(out / c) for c in corpora]
-    pre, sft, s3 = (f"{STAGE_DIRS[k]}/final" for k in ("pretrain", "sft", "reflective-sft"))
+    corpora = tuple(run.corpus(t) for t in tasks)
+    reflective = tuple(run.reflective_data(t) for t in tasks)
+    paths = [str(c) for c in corpora]
+    pre, sft, s3, control = (run.final(s) for s in (*TRAINED, "control"))
     modes = list(config.eval.modes)
     stages = [
-        Stage("corpus", (), corpora, lambda: corpus_stage(config, out, progress)),
-        Stage("expert baselines", (), ("eval/experts.json",), lambda: expert_eval_stage(config, out, progress)),
-        Stage("stage I: pretraining", corpora, (pre,), lambda: train_stage("pretrain", config, out, paths, progress)),
-        Stage("stage II: SFT", (pre,), (sft,), lambda: train_stage("sft", config, out, paths, progress)),
-        Stage("stage II eval + stage-III sampling (one pool)", (sft,), ("eval/stage2-sft.json", *reflective),
-              lambda: sft_pool_stage(config, out)),
+        Stage("corpus", (), corpora, lambda: corpus_stage(config, run.root, progress)),
+        Stage("expert baselines", (), (run.eval_summary("experts"),), lambda: expert_eval_stage(config, run, progress)),
+        Stage("stage I: pretraining", corpora, (pre,), lambda: train_stage("pretrain", config, run.root, paths,
+                                                                             progress)),
+        Stage("stage II: SFT", (pre,), (sft,), lambda: train_stage("sft", config, run.root, paths, progress)),
+        Stage("stage II eval + stage-III sampling (one pool)", (sft,), (run.eval_summary(STAGES["sft"]), *reflective),
+              lambda: sft_pool_stage(config, run)),
         Stage("stage III: reflective SFT", (sft, *reflective), (s3,),
-              lambda: train_stage("reflective-sft", config, out, paths, progress)),
-        Stage("stage III eval", (s3,), ("eval/stage3-reflective-sft.json",),
-              lambda: eval_stage(config, out, STAGE_DIRS["reflective-sft"], modes)),
+              lambda: train_stage("reflective-sft", config, run.root, paths, progress)),
+        Stage("stage III eval", (s3,), (run.eval_summary(STAGES["reflective-sft"]),),
+              lambda: eval_stage(config, run, "reflective-sft", modes)),
     ]
     if config.reflective_sft.control:
         stages += [
-            Stage("stage III control: planning only", (sft, *reflective), (f"{CONTROL_DIR}/final",),
-                  lambda: control_stage(config, out, paths, progress)),
-            Stage("stage III control eval", (f"{CONTROL_DIR}/final",), (f"eval/{CONTROL_DIR}.json",),
-                  lambda: eval_stage(config, out, CONTROL_DIR, ["mtp"])),
+            Stage("stage III control: planning only", (sft, *reflective), (control,),
+                  lambda: control_stage(config, run, paths, progress)),
+            Stage("stage III control eval", (control,), (run.eval_summary(STAGES["control"]),),
+                  lambda: eval_stage(config, run, "control", ["mtp"])),
         ]
-    for name, init, mode, rl_modes in RL_RUNS:
-        if mode not in config.rl.runs:
-            continue
-        rl_modes = rl_modes or modes
-        stages.append(Stage(f"stage IV: RL through the {mode.upper()}", (f"{STAGE_DIRS[init]}/final",),
-                            (f"{name}/final", f"eval/{name}.json"),
-                            lambda name=name, init=init, mode=mode, m=rl_modes: rl_stage(
-                                config, out, name, STAGE_DIRS[init], mode, m, progress)))
+    for rl in RL_RUNS:
+        if rl.mode in config.rl.runs:
+            stages.append(Stage(f"stage IV: RL through the {rl.mode.upper()}", (run.final(rl.init),),
+                                (run.final(rl.stage), run.eval_summary(rl.name)),
+                                lambda rl=rl: rl_stage(config, run, rl.stage, rl.init, rl.mode,
+                                                       list(rl.eval_modes or modes), progress)))
     return stages
 
 
-def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True) -> Path:
-    """Run every stage of :func:`plan` that is not done into ``out``; returns the report's path."""
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(config.model_dump_json(indent=2))
+def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True,
+                 allow_config_change: bool = False) -> Path:
+    """Run every stage of :func:`plan` that is not done into ``out``; returns the report's path.
+    A folder made with another config is refused unless ``allow_config_change``
+    (:mod:`cot_ray.run_record` says what a resumed run then keeps)."""
+    run = RunLayout(Path(out).resolve())
+    run.root.mkdir(parents=True, exist_ok=True)
+    open_run(run, config, allow_config_change)
     t0 = time.time()
-    for stage in plan(config, out, progress):
-        if stage.done(out):
-            log.info("%s: done (%s), skipped", stage.name, ", ".join(stage.outputs))
+    for stage in plan(config, run.root, progress):
+        if stage.done():
+            log.info("%s: done (%s), skipped", stage.name, ", ".join(map(run.relative, stage.outputs)))
             continue
-        absent = [i for i in stage.inputs if not _exists(out / i)]
+        absent = [run.relative(i) for i in stage.inputs if not is_complete(i)]
         if absent:
             raise RuntimeError(f"{stage.name} needs {', '.join(absent)}, which no earlier stage wrote")
         t_stage = time.time()
         stage.run()
         log.info("%s: finished in %.0fs", stage.name, time.time() - t_stage)
-    rows = [row for name in EVALS if (out / "eval" / f"{name}.json").exists()
-            for row in json.loads((out / "eval" / f"{name}.json").read_text())]
-    report = write_report(config, rows, out)
+    summaries = [run.eval_summary(name) for name in EVALS]
+    rows = [row for path in summaries if is_complete(path) for row in json.loads(path.read_text())]
+    report = write_report(config, rows, run.root)
     log.info("pipeline finished in %.1fs; report: %s", time.time() - t0, report)
     return report
 
 
 def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> list[str]:
-    c = config.corpus
+    """Each task's corpus in the run folder ``out`` that is not complete yet; returns them all."""
+    c, run = config.corpus, RunLayout(Path(out))
     paths = []
     for task in c.tasks:
-        path = out / "data" / f"corpus-{task}.parquet"
+        path = run.corpus(task)
         paths.append(str(path))
-        if path.exists():
-            log.info("corpus %s: %s exists, skipped", task, path)
+        if is_complete(path):
+            log.info("corpus %s: %s complete, skipped", task, path)
             continue
         t0 = time.time()
         table = generate_corpus(task, c.n, str(path), seed=c.seed, difficulty=c.difficulty,
@@ -149,23 +133,22 @@ def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> list[str]
     return paths
 
 
-def _cached(path: Path, compute) -> list[dict]:
-    if path.exists():
-        log.info("%s exists, skipped", path)
+def _cached(path: Path, compute: Callable[[], list[dict]]) -> list[dict]:
+    """The rows of ``path`` when it is complete, else ``compute()``'s, written there."""
+    if is_complete(path):
+        log.info("%s complete, skipped", path)
         return json.loads(path.read_text())
     rows = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=2))
+    write_json(path, rows)
     return rows
 
 
 def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list[Trajectory], out: Path) -> dict:
-    tag = f"{policy}-{task}-{difficulty}-{mode}".replace("/", "_")
-    (out / "eval").mkdir(parents=True, exist_ok=True)
-    spec = get_task(task)
-    write_jsonl(str(out / "eval" / f"{tag}.jsonl"), (record(t, spec) for t in trajs))
+    """One summary row of ``eval/<name>.json``; the per-problem records go to their JSONL."""
     from cot_ray.verify import rejections_by_truth, verification_counts
 
+    spec = get_task(task)
+    write_jsonl(RunLayout(out).eval_records(policy, task, difficulty, mode), (record(t, spec) for t in trajs))
     summary = Summary.of(trajs)
     counts = verification_counts(trajs)
     log.info("eval %s %s %s %s: %s e+=%s e-=%s", policy, task, difficulty, mode, summary.line(), counts.e_plus,
@@ -174,7 +157,7 @@ def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list
             "e_plus": counts.e_plus, "e_minus": counts.e_minus, "by_truth": rejections_by_truth(spec, trajs)}
 
 
-def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list[dict]:
+def expert_eval_stage(config: PipelineConfig, run: RunLayout, progress: bool) -> list[dict]:
     """Baselines: the expert and noisy experts through MTP, RMTP and RTBS."""
     def compute() -> list[dict]:
         e, rows = config.eval, []
@@ -189,32 +172,36 @@ def expert_eval_stage(config: PipelineConfig, out: Path, progress: bool) -> list
                     for mode in e.modes:
                         trajs = evaluate(task, ExpertPolicy(task, **noise), problems[:e.noise_n] if noise else problems,
                                          e.execution(mode, task_name), progress=progress)
-                        rows.append(_summary_row(name, task_name, difficulty, mode, trajs, out))
+                        rows.append(_summary_row(name, task_name, difficulty, mode, trajs, run.root))
         return rows
 
-    return _cached(out / "eval" / "experts.json", compute)
+    return _cached(run.eval_summary("experts"), compute)
 
 
-def sft_pool_stage(config: PipelineConfig, out: Path) -> None:
+def evaluation(config: PipelineConfig, run: RunLayout, stage: str, modes: list[str], pool) -> list[dict]:
+    """The evaluation of a stage's checkpoint, held by ``pool``: ``eval/<its folder>.json`` (and
+    the JSONLs), made unless complete. Every checkpoint of the run is evaluated through here."""
+    name = STAGES[stage]
+    return _cached(run.eval_summary(name), lambda: eval_checkpoint(config, pool, name, modes, run.root))
+
+
+def sft_pool_stage(config: PipelineConfig, run: RunLayout) -> None:
     """The stage-II policy's rollout pool both evaluates it and samples the stage-III data (one
     engine start instead of two)."""
-    sft_eval = out / "eval" / "stage2-sft.json"
-
     def both(pool) -> None:
-        _cached(sft_eval, lambda: eval_checkpoint(config, pool, STAGE_DIRS["sft"], ["mtp"], out))
-        for task, path in _missing_reflective_data(config, out):
+        evaluation(config, run, "sft", ["mtp"], pool)
+        for task, path in _missing_reflective_data(config, run):
             _sample_reflective(config, pool, task, path)
 
-    with_pool(config, out / STAGE_DIRS["sft"] / "final", both)
+    with_pool(config, run.final("sft"), both)
 
 
-def eval_stage(config: PipelineConfig, out: Path, name: str, modes: list[str]) -> list[dict]:
-    """Evaluate the checkpoint ``out/<name>/final`` into ``eval/<name>.json``."""
-    return _cached(out / "eval" / f"{name}.json", lambda: with_pool(
-        config, out / name / "final", lambda pool: eval_checkpoint(config, pool, name, modes, out)))
+def eval_stage(config: PipelineConfig, run: RunLayout, stage: str, modes: list[str]) -> list[dict]:
+    """Evaluate the stage's ``final`` checkpoint on a pool of its own."""
+    return with_pool(config, run.final(stage), lambda pool: evaluation(config, run, stage, modes, pool))
 
 
-def control_stage(config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
+def control_stage(config: PipelineConfig, run: RunLayout, corpora: list[str], progress: bool = True) -> Path:
     """Stage III's control: planning only, to isolate the effect of learning to verify.
 
     It starts from the stage-II policy, like stage III, and trains on the same expert planning
@@ -222,70 +209,62 @@ def control_stage(config: PipelineConfig, out: Path, corpora: list[str], progres
     share of its mixture), with no verification examples. Stage-III MTP accuracy minus the
     control's is then the effect of learning to verify, not of more planning SFT.
     """
-    from cot_ray.train.stages import corpus_dataset, run_stage, stage_done
-
-    stage_dir = out / CONTROL_DIR
-    if stage_done(stage_dir):
-        log.info("control: %s exists, skipped", stage_dir / "final")
-        return stage_dir / "final"
-    from cot_ray.train.stages import mixture_of
+    from cot_ray.train.stages import corpus_dataset, mixture_of, run_stage
 
     r = config.reflective_sft
-    mix = mixture_of(corpora, [str(out / "data" / f"reflective-{t}.parquet") for t in config.corpus.tasks], r)
+    mix = mixture_of(corpora, [str(run.reflective_data(t)) for t in config.corpus.tasks], r)
     steps = r.steps or math.ceil((r.epochs or 1.0) * (mix.planning + mix.verification) / r.batch_size)
     planning_steps = max(1, round(steps * mix.planning_share))
     log.info("control: %d planning steps (stage III: %d steps, %.0f%% of its examples planning)",
              planning_steps, steps, 100 * mix.planning_share)
     cfg = TrainConfig.model_validate({**r.model_dump(include=set(TrainConfig.model_fields)), "steps": planning_steps})
-    return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), stage_dir,
-                     init=str(out / STAGE_DIRS["sft"] / "final"), progress=progress)
+    return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), run.stage("control"),
+                     init=str(run.final("sft")), progress=progress)
 
 
-def rl_stage(config: PipelineConfig, out: Path, name: str, init: str, mode: str, modes: list[str],
+def rl_stage(config: PipelineConfig, run: RunLayout, stage: str, init: str, mode: str, modes: list[str],
              progress: bool) -> None:
-    """RL-tune ``out/<init>/final`` through ``mode`` into ``out/<name>``, then evaluate it on the RL
-    run's own pool, which holds the final weights when training ends (no extra engine start)."""
+    """RL-tune stage ``init``'s final through ``mode`` into stage ``stage``, then evaluate it on the
+    RL run's own pool, which holds the final weights when training ends (no extra engine start)."""
     from cot_ray.rl.driver import run_rl
 
-    cache = out / "eval" / f"{name}.json"
-    final = run_rl(config, str(out / init / "final"), mode, out / name, progress=progress,
-                   on_done=lambda pool: _cached(cache, lambda: eval_checkpoint(config, pool, name, modes, out)))
-    if not cache.exists():  # the RL run was already finished: evaluate on a fresh pool
-        _cached(cache, lambda: with_pool(config, final, lambda pool: eval_checkpoint(config, pool, name, modes, out)))
+    run_rl(config, str(run.final(init)), mode, run.stage(stage), progress=progress,
+           on_done=lambda pool: evaluation(config, run, stage, modes, pool))
+    if not is_complete(run.eval_summary(STAGES[stage])):  # the RL run was already finished: a fresh pool
+        eval_stage(config, run, stage, modes)
 
 
-def _missing_reflective_data(config: PipelineConfig, out: Path) -> list[tuple[str, Path]]:
-    paths = [(t, out / "data" / f"reflective-{t}.parquet") for t in config.corpus.tasks]
-    return [(t, p) for t, p in paths if not p.exists()]
+def _missing_reflective_data(config: PipelineConfig, run: RunLayout) -> list[tuple[str, Path]]:
+    paths = [(t, run.reflective_data(t)) for t in config.corpus.tasks]
+    return [(t, p) for t, p in paths if not is_complete(p)]
 
 
 def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
-    """Train one of stages I-III into ``out/stageN-*`` unless it is done; returns its final/.
+    """Train one of stages I-III in the run folder ``out`` unless it is done; returns its final/.
 
     Each stage starts from the previous stage's final checkpoint; stage III first samples its
-    data with the rollout pool (kept in ``data/reflective-<task>.parquet``).
+    data with the rollout pool (kept in ``data/reflective-<task>.parquet``) if it is missing.
     """
-    from cot_ray.train.stages import corpus_dataset, reflective_dataset, run_stage, stage_done
+    from cot_ray.train.stages import corpus_dataset, reflective_dataset, run_stage
 
-    stage_dir = out / STAGE_DIRS[stage]
-    if stage_done(stage_dir):
-        log.info("%s: %s exists, skipped", stage, stage_dir / "final")
-        return stage_dir / "final"
-    order = list(STAGE_DIRS)
-    init = None if stage == "pretrain" else out / STAGE_DIRS[order[order.index(stage) - 1]] / "final"
-    if init is not None and not stage_done(init.parent):
-        raise ValueError(f"{stage} starts from {init}, which does not exist yet: run {order[order.index(stage) - 1]}")
+    run = RunLayout(Path(out))
+    if is_complete(run.final(stage)):
+        log.info("%s: %s complete, skipped", stage, run.final(stage))
+        return run.final(stage)
+    previous = TRAINED[TRAINED.index(stage) - 1] if stage != "pretrain" else None
+    init = run.final(previous) if previous else None
+    if init is not None and not is_complete(init):
+        raise ValueError(f"{stage} starts from {init}, which does not exist yet: run {previous}")
     if stage == "reflective-sft":
         cfg = config.reflective_sft
-        data = [out / "data" / f"reflective-{t}.parquet" for t in config.corpus.tasks]
-        missing = _missing_reflective_data(config, out)
+        missing = _missing_reflective_data(config, run)
         if missing:
             with_pool(config, init, lambda pool: [_sample_reflective(config, pool, t, p) for t, p in missing])
-        dataset = reflective_dataset(corpora, [str(p) for p in data], cfg)
+        dataset = reflective_dataset(corpora, [str(run.reflective_data(t)) for t in config.corpus.tasks], cfg)
     else:
         cfg = config.pretrain if stage == "pretrain" else config.sft
         dataset = corpus_dataset(corpora, stage)
-    return run_stage(stage, cfg, config.model, dataset, stage_dir, init=str(init) if init else None,
+    return run_stage(stage, cfg, config.model, dataset, run.stage(stage), init=str(init) if init else None,
                      progress=progress)
 
 
@@ -308,6 +287,7 @@ def _pool(config: PipelineConfig, checkpoint: str):
 
 
 def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], out: Path) -> list[dict]:
+    """Evaluate the policy on ``pool`` as ``name`` in ``modes``; the records go to ``out``'s eval/."""
     e, rows = config.eval, []
     for task_name in config.corpus.tasks:
         task = get_task(task_name)
@@ -322,7 +302,8 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
                     rows[-1]["vs_mtp"] = {"difference": d, "low": low, "high": high}
                 if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
                     rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))
-                    rows[-1]["discrimination"] = _discrimination(config, pool, task, problems, out / name / "final")
+                    rows[-1]["discrimination"] = _discrimination(config, pool, task, problems,
+                                                                 RunLayout(out).policy_final(name))
     return rows
 
 
@@ -333,7 +314,7 @@ def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem],
     from cot_ray.verify.scoring import acceptance
 
     e = config.eval
-    if not e.discrimination_problems or not (checkpoint / "model.safetensors").exists():
+    if not e.discrimination_problems or not is_complete(checkpoint):
         return None
     detailed = config.reflective_sft.verification != "binary"
     proposals = proposals_at(pool, task, problems[:e.discrimination_problems], e.discrimination_samples,
@@ -353,8 +334,7 @@ def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path)
     from cot_ray.train.reflective import sample_verification_records
 
     records = sample_verification_records(pool, task_name, reflective_queries(config, task_name), config.reflective_sft)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist([x.row() for x in records]), path)
+    write_parquet(path, pa.Table.from_pylist([x.row() for x in records]))
     sources = Counter(x.source for x in records)
     log.info("reflective data %s: %d examples (%d wrong steps; %s) -> %s", task_name, len(records),
              sum(not x.correct for x in records), ", ".join(f"{k} {v}" for k, v in sorted(sources.items())), path)

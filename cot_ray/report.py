@@ -14,7 +14,9 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from cot_ray.atomic import write_text
 from cot_ray.config import PipelineConfig
+from cot_ray.layout import RL_RUNS, STAGES, RunLayout
 from cot_ray.plots import plot_accuracy, plot_heatmap, plot_rl
 from cot_ray.stats import counts, verdict, wilson
 
@@ -33,19 +35,18 @@ PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verificati
                         "ood-hard": (0.4, 0.9, 4.4, 6.0)},
 }
 
+_SFT, _S3, _CONTROL, _RL_MTP, _RL_RMTP = (STAGES[s] for s in ("sft", "reflective-sft", "control", "rl-mtp", "rl-rmtp"))
 COMPARISONS: tuple[tuple[str, tuple[str, str], tuple[str, str]], ...] = (
-    ("stage III vs stage II, MTP", ("stage3-reflective-sft", "mtp"), ("stage2-sft", "mtp")),
-    ("effect of learning to verify: stage III vs its planning-only control, MTP",
-     ("stage3-reflective-sft", "mtp"), ("stage3-control", "mtp")),
-    ("stage III: RMTP vs MTP", ("stage3-reflective-sft", "rmtp"), ("stage3-reflective-sft", "mtp")),
-    ("stage III: RTBS vs MTP", ("stage3-reflective-sft", "rtbs"), ("stage3-reflective-sft", "mtp")),
-    ("RL-MTP vs stage II, MTP", ("stage4-rl-mtp", "mtp"), ("stage2-sft", "mtp")),
-    *((f"RL-RMTP vs stage III, {m.upper()}", ("stage4-rl-rmtp", m), ("stage3-reflective-sft", m))
-      for m in ("mtp", "rmtp", "rtbs")),
+    ("stage III vs stage II, MTP", (_S3, "mtp"), (_SFT, "mtp")),
+    ("effect of learning to verify: stage III vs its planning-only control, MTP", (_S3, "mtp"), (_CONTROL, "mtp")),
+    ("stage III: RMTP vs MTP", (_S3, "rmtp"), (_S3, "mtp")),
+    ("stage III: RTBS vs MTP", (_S3, "rtbs"), (_S3, "mtp")),
+    ("RL-MTP vs stage II, MTP", (_RL_MTP, "mtp"), (_SFT, "mtp")),
+    *((f"RL-RMTP vs stage III, {m.upper()}", (_RL_RMTP, m), (_S3, m)) for m in ("mtp", "rmtp", "rtbs")),
 )
 """(label, (policy, mode) of the first run, (policy, mode) of the second); reported as first - second."""
 
-HEATMAP_POLICIES = ("stage4-rl-rmtp", "stage3-reflective-sft", "stage2-sft")
+HEATMAP_POLICIES = (_RL_RMTP, _S3, _SFT)
 """The heat map shows the first of these with multiplication records: the most trained policy."""
 
 NO_ERROR = "none"
@@ -61,11 +62,6 @@ def accuracy_cell(row: dict) -> str:
     k, n = counts(row)
     low, high = wilson(k, n)
     return f"{100 * k / max(n, 1):.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-
-
-def eval_path(out: Path, policy: str, task: str, difficulty: str, mode: str) -> Path:
-    """Where the pipeline writes the per-problem records of one evaluation."""
-    return out / "eval" / (f"{policy}-{task}-{difficulty}-{mode}".replace("/", "_") + ".jsonl")
 
 
 def read_records(path: Path) -> list[dict]:
@@ -151,7 +147,7 @@ def _failures(out: Path, rows: list[dict], tasks: list[str], difficulties: list[
         found = []
         for policy in policies:
             for difficulty in difficulties:
-                records = read_records(eval_path(out, policy, task, difficulty, "mtp"))
+                records = read_records(RunLayout(out).eval_records(policy, task, difficulty, "mtp"))
                 kinds = failure_breakdown(records)
                 if kinds is not None:
                     found.append((policy, difficulty, len(records), kinds))
@@ -254,7 +250,6 @@ def _by_truth(rows: list[dict]) -> list[str]:
             "|---|---|---|---|---|---|---|---|", *table, ""]
 
 
-RL_RUNS = ("stage4-rl-mtp", "stage4-rl-rmtp")
 RL_CURVES = ("reward", "accuracy", "reflection", "e_plus", "e_minus", "flat_groups")
 """Per-update columns of an RL run's metrics.csv that the report plots (when present)."""
 
@@ -264,13 +259,13 @@ def rl_curves(out: Path) -> dict[str, dict[str, list[float]]]:
     import csv
 
     curves = {}
-    for run in RL_RUNS:
+    for rl in RL_RUNS:
         try:
-            with open(out / run / "metrics.csv", newline="") as f:
+            with open(RunLayout(out).metrics(rl.stage), newline="") as f:
                 rows = list(csv.DictReader(f))
         except OSError:
             continue
-        curves[run] = {c: [float(r[c]) if r.get(c) not in (None, "", "None") else float("nan") for r in rows]
+        curves[rl.name] = {c: [float(r[c]) if r.get(c) not in (None, "", "None") else float("nan") for r in rows]
                        for c in RL_CURVES if rows and c in rows[0]}
     return {run: c for run, c in curves.items() if c}
 
@@ -279,7 +274,7 @@ def _rl_section(out: Path) -> list[str]:
     curves = rl_curves(out)
     if not curves:
         return []
-    plot_rl(curves, RL_CURVES, out / "rl.png")
+    plot_rl(curves, RL_CURVES, RunLayout(out).figure("rl"))
     lines = ["## Stage IV, update by update", "",
              "From each RL run's metrics.csv (its training queries, sampled at the RL temperatures): reward,",
              "accuracy, reflection frequency, e+ / e- of the policy's own verification, and the share of GRPO",
@@ -299,7 +294,7 @@ def heatmap_records(out: Path, rows: list[dict]) -> tuple[str, list[dict]] | Non
     """The most trained policy's MTP multiplication records, all evaluated splits pooled."""
     for policy in HEATMAP_POLICIES:
         splits = [r["difficulty"] for r in rows if (r["policy"], r["task"], r["mode"]) == (policy, "mult", "mtp")]
-        records = [rec for d in splits for rec in read_records(eval_path(out, policy, "mult", d, "mtp"))]
+        records = [rec for d in splits for rec in read_records(RunLayout(out).eval_records(policy, "mult", d, "mtp"))]
         if records:
             return policy, records
     return None
@@ -309,6 +304,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     """``report.md`` (accuracy tables laid out like the paper's, comparisons, failure analysis),
     ``accuracy.png`` and, with multiplication, ``heatmap.png``."""
     modes, tasks, difficulties = list(config.eval.modes), config.corpus.tasks, config.eval.difficulties
+    run = RunLayout(out)
     lines = [f"# cot_ray report: {config.name}", "",
              f"Model {config.model.size}; accuracy (%) per task and difficulty for each execution mode, with its",
              "95% Wilson interval in brackets. reflection = share of steps that carry a verification; rejected",
@@ -325,7 +321,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
     heat = heatmap_records(out, rows)
     grid = digit_grid(heat[1]) if heat else {}
     if heat and grid:
-        plot_heatmap(grid, f"{heat[0]}, MTP: accuracy (%) by operand length", out / "heatmap.png")
+        plot_heatmap(grid, f"{heat[0]}, MTP: accuracy (%) by operand length", run.figure("heatmap"))
         lines += ["## Multiplication by operand length", "",
                   f"{heat[0]}, MTP, all evaluated splits pooled; each cell: accuracy and number of problems.", "",
                   "![heatmap](heatmap.png)", ""]
@@ -340,7 +336,5 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
                 lines.append(f"| {task} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
         lines.append("")
     lines += ["![accuracy](accuracy.png)", ""]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    plot_accuracy(rows, modes, out / "accuracy.png")
-    return report
+    plot_accuracy(rows, modes, run.figure("accuracy"))
+    return write_text(run.report, "\n".join(lines))

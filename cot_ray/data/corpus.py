@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cot_ray.atomic import write_parquet
 from cot_ray.data.splits import make_problem
 from cot_ray.tasks import Problem, Task, check_difficulty, get_task
 from cot_ray.tokenizer import Tokenizer
@@ -132,7 +133,7 @@ def generate_corpus(
     else:
         tables = [make_table(task, difficulty, seed, s, c, exclude) for s, c in _progress(parts, progress, task)]
     table = pa.concat_tables(tables)
-    pq.write_table(table, out)
+    write_parquet(out, table)  # atomically: a resume never finds half a corpus
     return table
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cot_ray.atomic import write_parquet
 from cot_ray.mtp import StepRecord, Trajectory
 from cot_ray.tasks import Problem
 
@@ -58,7 +59,8 @@ def from_table(table: pa.Table) -> list[Trajectory]:
 
 
 def write_trajectories(path: str, trajectories: Sequence[Trajectory]) -> None:
-    pq.write_table(to_table(trajectories), path)
+    """One Parquet file, written atomically (:mod:`cot_ray.atomic`)."""
+    write_parquet(path, to_table(trajectories))
 
 
 def read_trajectories(path: str) -> list[Trajectory]:

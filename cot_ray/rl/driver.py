@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from cot_ray.config import PipelineConfig, RLConfig
+from cot_ray.layout import is_complete
 from cot_ray.mtp import Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.rl.experience import shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.losses import group_advantages
 from cot_ray.tasks import get_task
-from cot_ray.train.checkpoints import latest_checkpoint, model_folder
-from cot_ray.train.harness import MetricsLog
+from cot_ray.tracking import MetricsLog
+from cot_ray.train.checkpoints import latest_checkpoint, load_trainer_state, model_folder
 
 log = logging.getLogger(__name__)
 CONTROL_TIMEOUT_S = 1800.0
@@ -270,11 +271,9 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
     latest = latest_checkpoint(out)
     start = 0
     if latest is not None:
-        import torch
-
-        start = torch.load(latest / "trainer_state.pt", map_location="cpu", weights_only=False)["step"]
+        start = load_trainer_state(latest)["step"]
         log.info("rl: resuming from %s at update %d", latest, start)
-    if start >= config.rl.updates and (out / "final" / "model.safetensors").exists():
+    if start >= config.rl.updates and is_complete(out / "final"):
         return out / "final"
     _Controller(config, init, mode, out, start, str(latest or init)).run(progress, on_done)
     return out / "final"

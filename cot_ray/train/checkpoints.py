@@ -5,14 +5,20 @@ Layout of a stage folder::
     checkpoints/step-000100/   config.json, model.safetensors, tokenizer files, trainer_state.pt
     final/                     the last model (HF folder), what later stages load
 
-A checkpoint is written to ``step-N.tmp`` and renamed when complete, so a run killed while
-saving leaves the previous checkpoint as the latest one.
+A checkpoint (and ``final/``) is written to a temporary folder, synced and renamed when complete
+(:func:`cot_ray.atomic.atomic_path`), so a run killed while saving leaves the previous checkpoint
+as the latest one. The trainer state holds only tensors and plain values (step, optimizer state,
+a critic's weights) and is read back with ``torch.load(weights_only=True)``: resuming unpickles
+no code.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
+
+from cot_ray.atomic import atomic_path
 
 STATE_FILE = "trainer_state.pt"
 
@@ -37,14 +43,12 @@ def latest_checkpoint(stage_dir: str | Path) -> Path | None:
 
 
 def save_final(stage_dir: str | Path, model) -> Path:
-    """The stage's result as an HF folder ``final/`` (written to ``final.tmp``, then renamed)."""
+    """The stage's result as an HF folder ``final/``, written atomically."""
     from cot_ray.model import save_checkpoint
 
-    final, tmp = Path(stage_dir) / "final", Path(stage_dir) / "final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(model, tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    final = Path(stage_dir) / "final"
+    with atomic_path(final) as tmp:
+        save_checkpoint(model, tmp)
     return final
 
 
@@ -56,12 +60,17 @@ def save_checkpoint_dir(stage_dir: str | Path, step: int, model, optimizer_state
 
     root = Path(stage_dir) / "checkpoints"
     final = root / f"step-{step:06d}"
-    tmp = root / f"step-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(model, tmp)
-    torch.save({"step": step, "optimizer": optimizer_state, **extra}, tmp / STATE_FILE)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with atomic_path(final) as tmp:
+        save_checkpoint(model, tmp)
+        torch.save({"step": step, "optimizer": optimizer_state, **extra}, tmp / STATE_FILE)
     for old in sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def load_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint folder (``step``, ``optimizer``, any extra entries),
+    loaded without unpickling anything but tensors and plain values."""
+    import torch
+
+    return torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=True)

@@ -20,14 +20,13 @@ next batch comes from and which step function consumes it.
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from cot_ray.tracking import Tracker
-from cot_ray.train.checkpoints import STATE_FILE, latest_checkpoint, save_checkpoint_dir, save_final
+from cot_ray.tracking import MetricsLog
+from cot_ray.train.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint_dir, save_final
 
 
 def uses_bf16(precision: str, device_type: str, cuda_bf16: bool) -> bool:
@@ -50,40 +49,6 @@ def lr_at(step: int, cfg: dict[str, Any]) -> float:
         return cfg["lr"] * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return cfg["min_lr"] + 0.5 * (cfg["lr"] - cfg["min_lr"]) * (1 + math.cos(math.pi * progress))
-
-
-def rows_up_to(path: Path, step: int) -> list[list[str]]:
-    """The data rows of an existing metrics CSV with step <= ``step``."""
-    if step == 0 or not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [row for row in list(csv.reader(f))[1:] if row and int(row[0]) <= step]
-
-
-class MetricsLog:
-    """``metrics.csv`` plus TensorBoard events under one folder. On resume the CSV keeps the rows
-    up to the resumed step (a killed run may have logged past its last checkpoint)."""
-
-    def __init__(self, folder: Path, fields: list[str], start: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        kept = rows_up_to(folder / "metrics.csv", start)
-        self.fields = fields
-        self._fh = open(folder / "metrics.csv", "w", newline="")
-        self._csv = csv.writer(self._fh)
-        self._csv.writerow(fields)
-        self._csv.writerows(kept)
-        self._tracker = Tracker(folder / "tensorboard")
-
-    def log(self, step: int, row: dict[str, Any]) -> None:
-        """One CSV row (the ``fields``; floats to 5 significant digits) and every number to TensorBoard."""
-        self._csv.writerow([f"{row[k]:.5g}" if isinstance(row.get(k), float) else row.get(k, "")
-                            for k in self.fields])
-        self._fh.flush()
-        self._tracker.log(step, row)
-
-    def close(self) -> None:
-        self._fh.close()
-        self._tracker.close()
 
 
 class Harness:
@@ -118,7 +83,7 @@ class Harness:
         self.state: dict[str, Any] = {}
         self.start = 0
         if self.latest is not None:
-            self.state = torch.load(self.latest / STATE_FILE, map_location="cpu", weights_only=False)
+            self.state = load_trainer_state(self.latest)
             self.start = self.state["step"]
 
     def _record_placement(self, node: str) -> None:

@@ -21,10 +21,6 @@ log = logging.getLogger(__name__)
 STAGES = ("pretrain", "sft", "reflective-sft", "control")
 
 
-def stage_done(stage_dir: str | Path) -> bool:
-    return (Path(stage_dir) / "final" / "model.safetensors").exists()
-
-
 def corpus_dataset(paths: list[str], stage: str, verification: str | None = None, fraction: float = 1.0):
     """The Ray Data dataset of training examples for ``stage`` from corpus Parquet files
     (``fraction``: the share of planning examples kept, :func:`cot_ray.train.data.kept`)."""

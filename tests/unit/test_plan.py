@@ -3,21 +3,23 @@
 from pathlib import Path
 
 from cot_ray.config import load_config
-from cot_ray.pipeline import EVALS, RL_RUNS, plan
+from cot_ray.layout import EVALS, RL_RUNS, RunLayout
+from cot_ray.pipeline import plan
 
 
 def test_every_input_is_an_earlier_output_and_every_output_is_written_once(tmp_path):
     for name in ("smoke", "cpu-small"):
         config = load_config(f"configs/{name}.yaml")
         stages = plan(config, tmp_path, progress=False)
-        written: set[str] = set()
+        written: set[Path] = set()
         for stage in stages:
             assert set(stage.inputs) <= written, (stage.name, set(stage.inputs) - written)
             assert not set(stage.outputs) & written, stage.name
             written |= set(stage.outputs)
         # every evaluation the report reads is made (stage IV: the RL runs the config asks for)
-        skipped = {f"eval/{folder}.json" for folder, _, mode, _ in RL_RUNS if mode not in config.rl.runs}
-        assert {f"eval/{e}.json" for e in EVALS} - skipped <= written
+        run = RunLayout(tmp_path)
+        skipped = {run.eval_summary(r.name) for r in RL_RUNS if r.mode not in config.rl.runs}
+        assert {run.eval_summary(e) for e in EVALS} - skipped <= written
 
 
 def test_rl_runs_are_chosen_by_the_config(tmp_path):
@@ -30,11 +32,13 @@ def test_rl_runs_are_chosen_by_the_config(tmp_path):
 
 def test_a_stage_is_done_only_when_its_model_weights_exist(tmp_path: Path):
     stage = next(s for s in plan(load_config("configs/smoke.yaml"), tmp_path) if s.name.startswith("stage I:"))
-    final = tmp_path / stage.outputs[0]
+    final = stage.outputs[0]
+    assert final == RunLayout(tmp_path).final("pretrain")
     final.mkdir(parents=True)
-    assert not stage.done(tmp_path)  # an empty final/ (a run killed while saving) is not done
-    (final / "model.safetensors").write_bytes(b"")
-    assert stage.done(tmp_path)
+    assert not stage.done()  # an empty final/ (a run killed while saving) is not done
+    header = b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}'
+    (final / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    assert stage.done()
 
 
 def test_reflective_modes_run_only_on_the_difficulties_the_config_names(tmp_path):

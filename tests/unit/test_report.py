@@ -5,12 +5,12 @@ import pytest
 
 from cot_ray.config import PipelineConfig
 from cot_ray.evaluate import Summary, first_error, record
+from cot_ray.layout import RunLayout
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
 from cot_ray.report import (
     NO_ERROR,
     accuracy_cell,
     digit_grid,
-    eval_path,
     failure_breakdown,
     heatmap_records,
     read_records,
@@ -82,7 +82,7 @@ RECORDS = [_rec(7, 12, True), _rec(3, 45, True), _rec(9, 99, False, "carry"), _r
 
 
 def test_failure_breakdown_from_jsonl(tmp_path):
-    path = eval_path(tmp_path, "noisy(mu=0.85,e+=0.2)/x", "mult", "id-easy", "mtp")
+    path = RunLayout(tmp_path).eval_records("noisy(mu=0.85,e+=0.2)/x", "mult", "id-easy", "mtp")
     assert path.name == "noisy(mu=0.85,e+=0.2)_x-mult-id-easy-mtp.jsonl"
     path.parent.mkdir()
     path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
@@ -117,7 +117,7 @@ def test_write_report(tmp_path):
                      "discrimination": {"within_state_auc": 0.55, "pooled_auc": 0.85, "states": 31},
                      "vs_mtp": {"difference": 0.23, "low": 0.15, "high": 0.31}})
     (tmp_path / "eval").mkdir()
-    eval_path(tmp_path, "stage3-reflective-sft", "mult", "id-easy", "mtp").write_text(
+    RunLayout(tmp_path).eval_records("stage3-reflective-sft", "mult", "id-easy", "mtp").write_text(
         "".join(json.dumps(r) + "\n" for r in RECORDS))
     assert heatmap_records(tmp_path, rows) == ("stage3-reflective-sft", RECORDS)
 
