@@ -3,8 +3,10 @@
 Every output of a run is written to a hidden temporary name in the folder it belongs to, flushed
 to disk, then renamed onto its final name (a rename within one folder is atomic on POSIX), and
 the folder itself is synced so the rename survives a power loss. A crash mid-write leaves only
-a ``.<name>.<pid>.tmp`` behind, which no reader or resume check looks at, never a truncated
-file under the real name. (The resume rule that relies on this: :func:`cot_ray.layout.is_complete`.)
+a hidden ``.<name>.tmp`` behind (removed by the next write of that output), which no reader or
+resume check looks at, never a truncated file under the real name. Each output has one writer
+at a time (the pipeline's driver, a trainer's rank 0). The resume rule that relies on this:
+:func:`cot_ray.layout.is_complete`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ def _sync_tree(folder: Path) -> None:
         _fsync(Path(sub))
 
 
-def temporary_name(path: Path) -> Path:
+def _temporary_name(path: Path) -> Path:
     """The hidden name ``path`` is written under before it is renamed into place."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.tmp")
 
 
 @contextmanager
@@ -46,7 +48,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     an exception it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
+    tmp = _temporary_name(path)
     _remove(tmp)
     try:
         yield tmp

@@ -317,7 +317,9 @@ def _log_to_run_folder(out: str):
     cot_ray's own lines (a summary per stage and evaluation) and framework errors only."""
     from pathlib import Path
 
-    path = Path(out) / "pipeline.log"
+    from cot_ray.layout import RunLayout
+
+    path = RunLayout(Path(out)).log
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     for handler in root.handlers:
