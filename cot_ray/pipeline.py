@@ -27,7 +27,7 @@ from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record
-from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RunLayout, is_complete
+from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RLRun, RunLayout, is_complete
 from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.report import write_report
 from cot_ray.run_record import open_run
@@ -85,8 +85,7 @@ def plan(config: PipelineConfig, out: Path, progress: bool = True) -> list[Stage
         if rl.mode in config.rl.runs:
             stages.append(Stage(f"stage IV: RL through the {rl.mode.upper()}", (run.final(rl.init),),
                                 (run.final(rl.stage), run.eval_summary(rl.name)),
-                                lambda rl=rl: rl_stage(config, run, rl.stage, rl.init, rl.mode,
-                                                       list(rl.eval_modes or modes), progress)))
+                                lambda rl=rl: rl_stage(config, run, rl, list(rl.eval_modes or modes), progress)))
     return stages
 
 
@@ -222,16 +221,15 @@ def control_stage(config: PipelineConfig, run: RunLayout, corpora: list[str], pr
                      init=str(run.final("sft")), progress=progress)
 
 
-def rl_stage(config: PipelineConfig, run: RunLayout, stage: str, init: str, mode: str, modes: list[str],
-             progress: bool) -> None:
-    """RL-tune stage ``init``'s final through ``mode`` into stage ``stage``, then evaluate it on the
-    RL run's own pool, which holds the final weights when training ends (no extra engine start)."""
+def rl_stage(config: PipelineConfig, run: RunLayout, rl: RLRun, modes: list[str], progress: bool) -> None:
+    """RL-tune the final policy of ``rl.init`` through ``rl.mode``, then evaluate it on the RL run's
+    own pool, which holds the final weights when training ends (no extra engine start)."""
     from cot_ray.rl.driver import run_rl
 
-    run_rl(config, str(run.final(init)), mode, run.stage(stage), progress=progress,
-           on_done=lambda pool: evaluation(config, run, stage, modes, pool))
-    if not is_complete(run.eval_summary(STAGES[stage])):  # the RL run was already finished: a fresh pool
-        eval_stage(config, run, stage, modes)
+    run_rl(config, str(run.final(rl.init)), rl.mode, run.stage(rl.stage), progress=progress,
+           on_done=lambda pool: evaluation(config, run, rl.stage, modes, pool))
+    if not is_complete(run.eval_summary(rl.name)):  # the RL run was already finished: a fresh pool
+        eval_stage(config, run, rl.stage, modes)
 
 
 def _missing_reflective_data(config: PipelineConfig, run: RunLayout) -> list[tuple[str, Path]]:
