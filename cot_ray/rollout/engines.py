@@ -10,7 +10,6 @@ log-probability of each sampled token.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from itertools import groupby
@@ -37,11 +36,14 @@ class VLLMPolicy:
 
     ``gpu_memory_utilization`` is, on the CPU backend, the share of RAM reserved for the KV
     cache; the default (0.15 on CPU, 0.3 on GPU) leaves room for several engines per machine.
+
+    vLLM's pickle fallback (``VLLM_ALLOW_INSECURE_SERIALIZATION``) stays off: every call that
+    crosses into the engine process is msgpack-native (token ids, sampling settings, and the
+    ``reload_weights`` RPC by name with a folder path), so nothing here needs it.
     """
 
     def __init__(self, checkpoint: str, seed: int = 0, max_model_len: int | None = None,
                  gpu_memory_utilization: float | None = None, dtype: str = "auto") -> None:
-        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         from vllm import LLM
         from vllm.platforms import current_platform
 

@@ -55,7 +55,7 @@ class RolloutPool:
             # threaded: units, weight updates and probes arrive while other units run
             max_concurrency=units_per_worker + 2,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-                                      "VLLM_ALLOW_INSECURE_SERIALIZATION": "1", "VLLM_LOGGING_LEVEL": "WARNING"}},
+                                      "VLLM_LOGGING_LEVEL": "WARNING"}},
         )
         self.engine, self.engine_kwargs = engine, dict(engine_kwargs or {})
         self.checkpoint, self.version = checkpoint, version

@@ -82,7 +82,7 @@ def test_rayStartParams_are_strings_and_head_hosts_the_jobs_api():
         for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
             assert all(isinstance(v, str) for v in group["rayStartParams"].values()), (name, group)
         head = spec["headGroupSpec"]
-        assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+        assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"  # the pod network: behind the token below
         ports = {p["name"]: p["containerPort"] for p in _container(head)["ports"]}
         assert ports["dashboard"] == 8265 and ports["gcs"] == 6379, name
 
@@ -159,3 +159,34 @@ def test_every_job_entrypoint_reaches_a_cot_ray_subcommand():
                                 timeout=60, cwd="/")
         assert result.returncode == 0, (job.name, result.stderr[-2000:])
         assert result.stdout.startswith("usage: cot-ray "), job.name
+
+
+def _cluster_specs() -> dict[str, dict]:
+    return {"raycluster.yaml": _load("raycluster.yaml")["spec"],
+            "rayjob.yaml": _load("rayjob.yaml")["spec"]["rayClusterSpec"],
+            "rayservice.yaml": _load("rayservice.yaml")["spec"]["rayClusterConfig"]}
+
+
+def test_every_cluster_asks_for_ray_token_auth():
+    """The dashboard (and Jobs API, GCS, client port) listen on the pod network, so every cluster
+    has KubeRay generate a token and set RAY_AUTH_MODE=token in each pod; nothing disables it."""
+    for name, spec in _cluster_specs().items():
+        assert spec.get("authOptions") == {"mode": "token"}, name
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        for group in groups:
+            env = {e["name"]: e.get("value") for e in _container(group).get("env", [])}
+            assert "RAY_AUTH_MODE" not in env and "RAY_AUTH_TOKEN" not in env, (name, group.get("groupName", "head"))
+
+
+INSECURE = "VLLM_ALLOW_INSECURE_SERIALIZATION"
+
+
+def test_no_insecure_vllm_serialization_ships():
+    """vLLM's pickle fallback is off everywhere: no manifest or image sets it, and no code does
+    (as a string literal: an environment key); the rollout path does not need it (engines.py)."""
+    for path in [*DEPLOY.glob("*.yaml"), *(ROOT / "docker").iterdir()]:
+        assert INSECURE not in path.read_text(), path
+    literal = re.compile(rf"[\"']{INSECURE}[\"']")
+    for folder in ("cot_ray", "jobs", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert not literal.search(path.read_text()), path
