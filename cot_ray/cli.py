@@ -146,6 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--batching", action="store_true",
                     help="batch concurrent requests with @serve.batch (off by default: measured slower, since "
                     "verifying a step is cheap; see bench/verifier_service.py)")
+    sv.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                    help="per-request time limit, body upload included (answered 504 past it; default 30)")
 
     so = sub.add_parser("solve", help="show a checkpoint solving one problem, step by step",
                         description=SOLVE_DESCRIPTION,
@@ -342,9 +344,12 @@ def _rl(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from cot_ray.verify.serve import run_verifier
+    from cot_ray.verify.serve import DEFAULT_TIMEOUT_S, run_verifier
 
-    run_verifier(args.host, args.port, args.replicas, args.ingress, args.batching)
+    timeout = DEFAULT_TIMEOUT_S if args.request_timeout is None else args.request_timeout
+    if timeout <= 0:
+        raise ValueError(f"--request-timeout must be > 0, got {timeout}")
+    run_verifier(args.host, args.port, args.replicas, args.ingress, args.batching, request_timeout_s=timeout)
     return 0
 
 

@@ -12,6 +12,10 @@ Three things in Ray listen on all interfaces by default, and each is turned off 
 The last two are rewritten in the Ray worker processes (:func:`patch_worker`, run by the job's
 ``worker_process_setup_hook``) right after the module holding them is imported, so workers that
 never touch Serve never import it. A Ray upgrade that moves the code is reported, not ignored.
+
+The same hook makes HAProxy die with the Serve actor that spawned it (``PR_SET_PDEATHSIG``, as
+Ray does for its own processes): Serve stops HAProxy when it shuts down cleanly, but when Ray is
+stopped under it (``ray stop``, a killed process group) HAProxy would live on, holding the ports.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def patch_worker() -> None:
     """In a Ray worker of a loopback run: bind Serve's extra servers to 127.0.0.1 when imported."""
     if os.environ.get("COT_RAY_LOOPBACK") == "1":
         after_import("ray.serve._private.haproxy", _haproxy_template)
+        after_import("ray.serve._private.haproxy", _haproxy_dies_with_its_parent)
         after_import("ray.serve._private.replica", _replica_grpc)
 
 
@@ -55,6 +60,34 @@ def _haproxy_template(module: ModuleType) -> None:
     for old, new in HAPROXY_BINDS.items():
         template = template.replace(old, new)
     module.HAPROXY_CONFIG_TEMPLATE = template
+
+
+def _haproxy_dies_with_its_parent(module: ModuleType) -> None:
+    """Spawn HAProxy with ``preexec_fn`` set to Ray's fate-sharing hook; the rest of asyncio stays
+    as it is (the module sees an overlay of ``asyncio`` with one function replaced)."""
+    from ray._private.utils import detect_fate_sharing_support_linux, set_kill_on_parent_death_linux
+
+    if not detect_fate_sharing_support_linux():
+        log.warning("no PR_SET_PDEATHSIG here: HAProxy outlives a Ray stopped under it")
+        return
+    spawn = module.asyncio.create_subprocess_exec
+
+    async def create_subprocess_exec(*args, **kwargs):
+        return await spawn(*args, preexec_fn=set_kill_on_parent_death_linux, **kwargs)
+
+    module.asyncio = _Overlay(module.asyncio, create_subprocess_exec=create_subprocess_exec)
+
+
+class _Overlay(ModuleType):
+    """A module that answers ``overrides`` first, then ``base``'s attributes."""
+
+    def __init__(self, base: ModuleType, **overrides: object) -> None:
+        super().__init__(base.__name__)
+        self.__dict__.update(overrides)
+        self._base = base
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._base, name)
 
 
 def _replica_grpc(module: ModuleType) -> None:

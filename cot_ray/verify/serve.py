@@ -8,7 +8,9 @@ Every bound that matters is in the request models (known task names, batch size,
 lengths, well-formed states and questions), so bad input is answered with a 4xx that names the
 problem before any scoring runs: a scoring call never sees a request it could fail on, which
 keeps replicas alive and leaves 5xx for real bugs. A malformed *step* is not bad input: it is
-what a policy wrote, and it is verified as wrong. Concurrent requests can be batched with
+what a policy wrote, and it is verified as wrong. Each request is also bounded before the models
+see it (:mod:`cot_ray.verify.http_limits`): the body bytes actually read (413, chunked or not)
+and its time (``request_timeout_s``, 504); every error is ``{"detail": ...}`` JSON. Concurrent requests can be batched with
 ``@serve.batch`` (``batching``; counted in items, so one batch holds at most ``MAX_ITEMS`` steps).
 It is off by default: verification is cheap per-item Python, so the batch wait adds latency and
 saves nothing (bench/verifier_service.py measures both).
@@ -37,6 +39,7 @@ from ray.serve import Application
 from cot_ray import __version__
 from cot_ray.tasks import TASKS, Problem, get_task
 from cot_ray.tasks.mult import MAX_DIGITS
+from cot_ray.verify.http_limits import bounded, error
 from cot_ray.verify.verifier import ExpertVerifier, RewardModel
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,9 @@ MAX_STATE_CHARS = 100
 MAX_STEP_CHARS = 512
 """The longest expert step is a Sudoku step filling every blank (under 490 characters)."""
 MAX_BODY_BYTES = 2 * 1024 * 1024
-"""A full batch of the longest (ASCII) items is under 1 MiB; larger bodies are refused unread (413)."""
+"""A full batch of the longest (ASCII) items is under 1 MiB; the bytes read past this are refused (413)."""
+DEFAULT_TIMEOUT_S = 30.0
+"""A full batch is verified in well under a second; a request that takes 30 s is stuck or a slow upload."""
 
 TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 
@@ -153,35 +158,28 @@ class VerifierAppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batching: bool = False
     batch_wait_timeout_s: float = Field(0.002, ge=0.0, le=1.0)
-
-
-class BodyLimit:
-    """ASGI middleware: refuse a body whose declared length is too large before reading it."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > self.max_bytes:
-                detail = f"request body of {length[:20].decode(errors='replace')} bytes; at most {self.max_bytes}"
-                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    request_timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0.0, le=3600.0,
+                                     description="per request, body upload included; past it: 504")
 
 
 app = FastAPI(title="cot_ray verifier", version=__version__,
               description="Ground-truth step verification and outcome rewards for the tasks of "
               "'Self-Verifying Reflection Helps Transformers with CoT Reasoning'.")
-app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-_TOO_LARGE = {413: {"description": "request body too large"}}
+_LIMITS = {413: {"description": "request body too large"}, 504: {"description": "request took too long"}}
+
+
+def _replica_timeout_s() -> float:
+    """The per-request time limit of the replica serving this request (its app arguments)."""
+    return serve.get_replica_context().servable_object.request_timeout_s
+
+
+bounded(app, MAX_BODY_BYTES, _replica_timeout_s)
 
 
 @app.exception_handler(ValueError)
 async def _bad_input(request: Request, err: ValueError) -> JSONResponse:
     """The scoring code raises ValueError only for input it cannot score: a client error."""
-    return JSONResponse({"detail": str(err)}, status_code=422)
+    return error(422, str(err))
 
 
 def _n_items(requests: list[list[VerifyItem]]) -> int:
@@ -201,19 +199,20 @@ class Verifier:
         self.verifier = ExpertVerifier()
         self.reward_model = RewardModel()
         self.batching = args.batching
+        self.request_timeout_s = args.request_timeout_s
         self._verify_batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
 
     @app.get("/healthz")
     def healthz(self) -> Health:
         return Health(tasks=list(self.verifier.tasks))
 
-    @app.post("/v1/verify", responses=_TOO_LARGE)
+    @app.post("/v1/verify", responses=_LIMITS)
     async def verify(self, request: VerifyRequest) -> VerifyResponse:
         if self.batching:
             return VerifyResponse(results=await self._verify_batched(request.items))
         return VerifyResponse(results=self._verify(request.items))
 
-    @app.post("/v1/reward", responses=_TOO_LARGE)
+    @app.post("/v1/reward", responses=_LIMITS)
     def reward(self, request: RewardRequest) -> RewardResponse:
         return RewardResponse(rewards=[
             self.reward_model.outcome(it.question.problem(), it.predicted) for it in request.items])
@@ -238,12 +237,14 @@ def build_app(args: VerifierAppArgs) -> Application:
 
 
 def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, batching: bool = False,
-                   name: str = "verifier", route_prefix: str = "/", ingress: str = "auto") -> str:
+                   name: str = "verifier", route_prefix: str = "/", ingress: str = "auto",
+                   request_timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     """Deploy the service on (local or ``RAY_ADDRESS``) Ray and return its base URL.
 
     ``port=0`` picks a free port (tests, benchmarks). Serve's HTTP options are fixed when Serve
     first starts in a cluster, so ``host`` and ``port`` apply only if it is not running yet; the
-    ``ingress`` mode (``auto``: :func:`default_ingress`) applies only to a Ray that this call starts.
+    ``ingress`` mode (``auto``: :func:`default_ingress`) applies only to a Ray that this call starts,
+    and so does the check that its ports are free (a running Serve may hold them itself).
     """
     import ray
 
@@ -256,32 +257,63 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
     ingress = default_ingress() if ingress == "auto" else ingress
     if ingress not in INGRESS:
         raise ValueError(f"--ingress must be one of auto, {', '.join(INGRESS)}, got {ingress!r}")
+    args = VerifierAppArgs(batching=batching, request_timeout_s=request_timeout_s)
     port = port or free_port(host)
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
         if INGRESS[ingress]:
             log.warning("Ray is already running: the %s ingress applies only if its processes were started "
                         "with %s", ingress, " ".join(f"{k}={v}" for k, v in INGRESS[ingress].items()))
     else:
+        check_ports_free(host, port, ingress)
         os.environ.update(INGRESS[ingress])
     ensure_ray()
     serve.start(http_options={"host": host, "port": port})
-    application = Verifier.options(num_replicas=replicas).bind(VerifierAppArgs(batching=batching))
-    serve.run(application, name=name, route_prefix=route_prefix)
+    serve.run(Verifier.options(num_replicas=replicas).bind(args), name=name, route_prefix=route_prefix)
     return f"http://{host}:{port}{route_prefix.rstrip('/')}"
 
 
 def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "auto",
-                 batching: bool = False) -> None:
-    """``cot-ray serve verifier``: serve until Ctrl-C, then shut Serve down."""
-    url = start_verifier(host, port, replicas, batching=batching, ingress=ingress)
-    print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
+                 batching: bool = False, request_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """``cot-ray serve verifier``: serve until Ctrl-C or SIGTERM, then shut Serve and Ray down.
+
+    SIGTERM is handled from the start, so a service stopped while it starts still shuts down what
+    it started; HAProxy also dies with its parent when Ray is stopped under it
+    (:mod:`cot_ray.loopback`)."""
+    import ray
+
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        url = start_verifier(host, port, replicas, batching=batching, ingress=ingress,
+                             request_timeout_s=request_timeout_s)
+        print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+
+
+class PortTaken(ValueError):
+    """A port the service needs is in use: a bad ``--port`` (or something else to stop), not a bug."""
+
+
+def check_ports_free(host: str, port: int, ingress: str) -> None:
+    """Fail in one line, before Ray or HAProxy start, if a port the service binds is taken:
+    ``port``, and with HAProxy its stats and metrics ports (on loopback, see :mod:`cot_ray.loopback`)."""
+    from ray.serve._private import constants
+
+    wanted = [(host, port, "--port")]
+    if ingress == "haproxy":
+        wanted += [("127.0.0.1", constants.RAY_SERVE_HAPROXY_STATS_PORT, "HAProxy stats, RAY_SERVE_HAPROXY_STATS_PORT"),
+                   ("127.0.0.1", constants.RAY_SERVE_HAPROXY_METRICS_PORT,
+                    "HAProxy metrics, RAY_SERVE_HAPROXY_METRICS_PORT")]
+    for address, number, what in wanted:
+        try:
+            socket.create_server((address, number)).close()  # SO_REUSEADDR: only a listener conflicts
+        except OSError as err:
+            raise PortTaken(f"port {number} on {address} ({what}) is taken: {err.strerror}") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,20 +1,30 @@
 import asyncio
+import contextlib
 import json
+import os
 import random
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from procs import session_processes
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor
 from cot_ray.tasks import TASKS, get_task
 from cot_ray.verify import ExpertVerifier, RewardModel, actor_class
+from cot_ray.verify.serve import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -221,42 +231,181 @@ def test_cli_serve_rejects_bad_arguments(capsys):
         main(["serve", "reward-model"])
 
 
-def test_cli_serves_behind_haproxy_until_sigterm(tmp_path):
-    """`cot-ray serve verifier --ingress haproxy`: its own Ray (a subprocess), HAProxy in front of
-    the replica; verdicts and a 4xx come back through it, and SIGTERM shuts everything down."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
+class Served:
+    """``cot-ray serve verifier`` in its own process session (so its processes can be found)."""
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "cot_ray.cli", "serve", "verifier", "--port", str(port),
-                             "--ingress", "haproxy"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "serve.log"
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "cot_ray.cli", "serve", "verifier", "--port",
+                                          str(self.port), "--ingress", "haproxy", *args],
+                                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + 240
-        while f"verifier serving at {base}" not in (tmp_path / "serve.log").read_text():
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+        while f"verifier serving at {self.base}" not in self.log.read_text():
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the service did not come up"
             time.sleep(1)
+
+    def replica_pid(self) -> int:
+        (pid,) = session_processes(self.proc.pid, "ServeReplica:verifier:Verifier")
+        return pid
+
+    def left_behind(self) -> list[str]:
+        """Live processes of the session (a zombie holds no port), and any ``haproxy`` at all
+        still listening on this service's port (HAProxy's kind of leftover)."""
+        holders = {c.pid for c in psutil.net_connections(kind="tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port == self.port and c.pid}
+        alive = []
+        for p in psutil.process_iter(["pid", "name", "status", "cmdline"]):
+            try:
+                mine = os.getsid(p.info["pid"]) == self.proc.pid
+            except OSError:
+                continue
+            if p.info["status"] != psutil.STATUS_ZOMBIE and (mine or (p.info["name"] == "haproxy"
+                                                                      and p.info["pid"] in holders)):
+                alive.append(f"{p.info['pid']} {' '.join(p.info['cmdline'] or [p.info['name']])[:120]}")
+        return alive
+
+    def wait_until_gone(self, seconds: float = 60) -> None:
+        """Every process of the service ends and every port it bound is free again."""
+        from ray.serve._private import constants
+
+        deadline = time.monotonic() + seconds
+        while self.left_behind() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert self.left_behind() == [], self.log.read_text()[-2000:]
+        for port in (self.port, constants.RAY_SERVE_HAPROXY_STATS_PORT, constants.RAY_SERVE_HAPROXY_METRICS_PORT):
+            socket.create_server(("127.0.0.1", port)).close()  # raises if anything listens there
+
+
+def post_chunked(url: str, mib: int) -> tuple[httpx.Response, float]:
+    """POST ``mib`` MiB of verify items, chunked (no Content-Length), timed."""
+    item = json.dumps(verify_body()["items"][0]).encode() + b","
+    chunk = item * (2**20 // len(item))
+
+    def body():
+        yield b'{"items": ['
+        for _ in range(mib):
+            yield chunk
+
+    t0 = time.perf_counter()
+    r = httpx.post(url, content=body(), headers={"content-type": "application/json"}, timeout=120)
+    return r, time.perf_counter() - t0
+
+
+def assert_oversized_chunked_upload_is_cut_off(url: str, replica_pid: int) -> None:
+    """The issue's case: 63 MiB, chunked. 413, in seconds, and the replica's memory where it was."""
+    replica = psutil.Process(replica_pid)
+    assert httpx.post(url, json=verify_body(), timeout=30).status_code == 200  # warm
+    before = replica.memory_info().rss
+    r, seconds = post_chunked(url, 63)
+    time.sleep(1)  # let the replica drop what it held
+    after = replica.memory_info().rss
+    print(f"chunked 63 MiB -> {r.status_code} in {seconds:.2f}s; replica RSS {before / 2**20:.1f} -> "
+          f"{after / 2**20:.1f} MiB")
+    assert r.status_code == 413 and "at most 2097152" in r.json()["detail"], r.text[:300]
+    assert seconds < 10, seconds  # the whole upload was read and parsed in 22 s before
+    assert after - before < 8 * 2**20, (before, after)
+    ok = httpx.post(url, json=verify_body(), timeout=30)
+    assert ok.status_code == 200 and ok.json()["results"][0]["ok"] is True
+
+
+def test_a_chunked_oversized_body_is_refused_without_costing_the_replica(url):
+    (pid,) = session_processes(os.getsid(0), "ServeReplica:verifier-test:Verifier")
+    assert_oversized_chunked_upload_is_cut_off(url + "/v1/verify", pid)
+
+
+def test_unknown_routes_and_wrong_methods_answer_json(http):
+    for method, path, status in (("GET", "/nowhere", 404), ("GET", "/v1/verify", 405), ("POST", "/healthz", 405)):
+        r = http.request(method, path)
+        assert r.status_code == status and r.headers["content-type"] == "application/json", (path, r.text)
+        assert r.json()["detail"], path
+
+
+def test_cli_serve_says_in_one_line_which_port_is_taken():
+    """Checked before Ray or HAProxy start: exit 2 and one line naming the port."""
+    from ray.serve._private import constants
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    cases = [(["--port", str(port), "--ingress", "proxy"], port)]
+    stats = constants.RAY_SERVE_HAPROXY_STATS_PORT
+    try:
+        stats_socket = socket.create_server(("127.0.0.1", stats))
+        cases.append((["--port", str(free_port()), "--ingress", "haproxy"], stats))
+    except OSError:
+        stats_socket = None  # something else holds it; the first case still runs
+    try:
+        for args, busy in cases:
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "cot_ray.cli", "serve", "verifier", *args], env=env,
+                               capture_output=True, text=True, timeout=120)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+            assert f"port {busy} on 127.0.0.1" in lines[0] and "is taken" in lines[0], lines
+            assert time.perf_counter() - t0 < 60  # no Ray start
+    finally:
+        taken.close()
+        if stats_socket is not None:
+            stats_socket.close()
+
+
+def test_cli_serves_behind_haproxy_until_sigterm(tmp_path):
+    """`cot-ray serve verifier --ingress haproxy`: its own Ray (a subprocess), HAProxy in front of
+    the replica; verdicts, a 4xx, a 413 for an oversized chunked upload and a 504 for a slow one
+    come back through it, and SIGTERM shuts everything down, HAProxy included."""
+    served = Served(tmp_path, "--request-timeout", "3")
+    try:
+        base = served.base
         assert httpx.get(base + "/healthz", timeout=30).status_code == 200
-        ok = httpx.post(base + "/v1/verify", json={"items": [{"task": "mult", "state": MULT_STATE,
-                                                              "step": MULT_STEP}]}, timeout=30)
+        ok = httpx.post(base + "/v1/verify", json=verify_body(), timeout=30)
         assert ok.status_code == 200 and ok.json()["results"][0]["ok"] is True
         bad = httpx.post(base + "/v1/verify", json={"items": [{"task": "chess", "state": "", "step": ""}]}, timeout=30)
         assert bad.status_code == 422 and "task" in bad.text
         assert "haproxy" in subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+        assert_oversized_chunked_upload_is_cut_off(base + "/v1/verify", served.replica_pid())
+
+        def trickle():
+            yield b'{"items": ['
+            time.sleep(6)
+            yield b"]}"
+
+        t0 = time.perf_counter()
+        slow = httpx.post(base + "/v1/verify", content=trickle(), headers={"content-type": "application/json"},
+                          timeout=60)
+        assert slow.status_code == 504 and slow.json() == {"detail": "the request took longer than 3s"}, slow.text
+        assert time.perf_counter() - t0 < 8
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-        log.close()
-    assert proc.returncode == 0
+        served.proc.send_signal(signal.SIGTERM)
+        served.proc.wait(timeout=120)
+    assert served.proc.returncode == 0
+    served.wait_until_gone()
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "ray-stop"])
+def test_nothing_outlives_a_stopped_service(tmp_path, stop):
+    """Ctrl-C, or Ray's processes killed under the service (what `ray stop --force` does: SIGKILL
+    to Ray's processes, not to HAProxy, which Ray does not know about) then SIGTERM: no process
+    of the service is left and its ports, HAProxy's included, are free."""
+    served = Served(tmp_path)
+    if stop == "SIGINT":
+        served.proc.send_signal(signal.SIGINT)
+    else:
+        for pid in session_processes(served.proc.pid, ""):
+            if pid != served.proc.pid and psutil.Process(pid).name() != "haproxy":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        served.proc.send_signal(signal.SIGTERM)
+    try:
+        served.proc.wait(timeout=120)
+    finally:
+        if served.proc.poll() is None:
+            os.killpg(served.proc.pid, signal.SIGKILL)
+    served.wait_until_gone()
 
 
 MULT_STATES = st.builds("{}*{}+{}".format, st.integers(0, 10**12 - 1), st.integers(0, 10**12 - 1),
