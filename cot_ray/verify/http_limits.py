@@ -7,9 +7,10 @@ A replica must not let one client cost it memory or time that other clients need
   off as soon as the bytes read pass it. Either way the answer is 413 and the connection is
   closed, so the rest of the body is never read, buffered or parsed.
 - :class:`TimeLimit` answers 504 when a request takes longer than its limit, the body upload
-  included (a slow upload holds a connection and its buffers). A handler running on the event
-  loop is cancelled at its next ``await``; one in the thread pool finishes there unanswered.
-  Verification is bounded per item and per request, so this bounds what waits, not what runs.
+  included (a slow upload holds a connection and its buffers). A handler on the event loop is
+  cancelled at its next ``await``; one in the thread pool runs to its end first (threads cannot be
+  cancelled). Scoring is bounded per item and per request, so this bounds what waits (uploads,
+  queues, batches), not what runs.
 - :func:`json_errors` makes the last layer answer like the others: an unexpected exception is a
   500 whose body is ``{"detail": ...}``, the shape of FastAPI's own 4xx errors (validation,
   unknown route, wrong method), so a client parses every error the same way.

@@ -10,10 +10,11 @@ problem before any scoring runs: a scoring call never sees a request it could fa
 keeps replicas alive and leaves 5xx for real bugs. A malformed *step* is not bad input: it is
 what a policy wrote, and it is verified as wrong. Each request is also bounded before the models
 see it (:mod:`cot_ray.verify.http_limits`): the body bytes actually read (413, chunked or not)
-and its time (``request_timeout_s``, 504); every error is ``{"detail": ...}`` JSON. Concurrent requests can be batched with
-``@serve.batch`` (``batching``; counted in items, so one batch holds at most ``MAX_ITEMS`` steps).
-It is off by default: verification is cheap per-item Python, so the batch wait adds latency and
-saves nothing (bench/verifier_service.py measures both).
+and its time (``request_timeout_s``, 504); every error is ``{"detail": ...}`` JSON.
+
+Concurrent requests can be batched with ``@serve.batch`` (``batching``; counted in items, so one
+batch holds at most ``MAX_ITEMS`` steps). It is off by default: verification is cheap per-item
+Python, so the batch wait adds latency and saves nothing (bench/verifier_service.py measures both).
 
 Run it with ``cot-ray serve verifier`` or ``serve run deployments/verifier.yaml``.
 
@@ -313,7 +314,7 @@ def check_ports_free(host: str, port: int, ingress: str) -> None:
         try:
             socket.create_server((address, number)).close()  # SO_REUSEADDR: only a listener conflicts
         except OSError as err:
-            raise PortTaken(f"port {number} on {address} ({what}) is taken: {err.strerror}") from None
+            raise PortTaken(f"port {number} on {address} ({what}) is taken: {os.strerror(err.errno)}") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
