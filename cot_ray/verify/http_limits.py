@@ -59,8 +59,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(f"request body over {self.max_bytes} bytes (read so far: {size})",
-                                   scope, receive, send)
+                await self._refuse(f"request body of {size}+ bytes", scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
