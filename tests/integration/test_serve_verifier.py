@@ -249,6 +249,15 @@ class Served:
             assert time.monotonic() < deadline, "the service did not come up"
             time.sleep(1)
 
+    def stop(self, sig: int) -> int:
+        """Send ``sig`` to the CLI process; its exit status (the session is killed if it hangs)."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=120)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
     def replica_pid(self) -> int:
         (pid,) = session_processes(self.proc.pid, "ServeReplica:verifier:Verifier")
         return pid
@@ -380,9 +389,8 @@ def test_cli_serves_behind_haproxy_until_sigterm(tmp_path):
         assert slow.status_code == 504 and slow.json() == {"detail": "the request took longer than 3s"}, slow.text
         assert time.perf_counter() - t0 < 8
     finally:
-        served.proc.send_signal(signal.SIGTERM)
-        served.proc.wait(timeout=120)
-    assert served.proc.returncode == 0
+        status = served.stop(signal.SIGTERM)
+    assert status == 0
     served.wait_until_gone()
 
 
@@ -392,19 +400,12 @@ def test_nothing_outlives_a_stopped_service(tmp_path, stop):
     to Ray's processes, not to HAProxy, which Ray does not know about) then SIGTERM: no process
     of the service is left and its ports, HAProxy's included, are free."""
     served = Served(tmp_path)
-    if stop == "SIGINT":
-        served.proc.send_signal(signal.SIGINT)
-    else:
+    if stop == "ray-stop":
         for pid in session_processes(served.proc.pid, ""):
-            if pid != served.proc.pid and psutil.Process(pid).name() != "haproxy":
-                with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if pid != served.proc.pid and psutil.Process(pid).name() != "haproxy":
                     os.kill(pid, signal.SIGKILL)
-        served.proc.send_signal(signal.SIGTERM)
-    try:
-        served.proc.wait(timeout=120)
-    finally:
-        if served.proc.poll() is None:
-            os.killpg(served.proc.pid, signal.SIGKILL)
+    served.stop(signal.SIGINT if stop == "SIGINT" else signal.SIGTERM)
     served.wait_until_gone()
 
 
