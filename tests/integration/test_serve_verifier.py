@@ -402,7 +402,7 @@ def test_nothing_outlives_a_stopped_service(tmp_path, stop):
     served = Served(tmp_path)
     if stop == "ray-stop":
         for pid in session_processes(served.proc.pid, ""):
-            with contextlib.suppress(psutil.NoSuchProcess):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
                 if pid != served.proc.pid and psutil.Process(pid).name() != "haproxy":
                     os.kill(pid, signal.SIGKILL)
     served.stop(signal.SIGINT if stop == "SIGINT" else signal.SIGTERM)
