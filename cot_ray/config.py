@@ -7,17 +7,34 @@ example ``eval.n: Input should be greater than 0``), so a bad config fails befor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cot_ray.mtp.execute import ExecutionConfig
-from cot_ray.tasks import DIFFICULTIES, TASKS
+from cot_ray.tasks import TASKS, check_difficulty
+
+Difficulty = Annotated[str, AfterValidator(check_difficulty)]
+"""One of the difficulties of :data:`cot_ray.tasks.DIFFICULTIES` (the one list of them)."""
+Resources = dict[str, Annotated[float, Field(ge=0)]]
+"""Extra Ray resources per worker: none may be negative."""
+Temperature = Annotated[float, Field(ge=0)]
+"""A planning temperature where 0 means greedy."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Schedule(_Strict):
+    """A learning rate that decays from ``lr`` to ``min_lr``: the floor cannot be above the start."""
+
+    @model_validator(mode="after")
+    def _min_lr_at_most_lr(self):
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        return self
 
 
 class CorpusConfig(_Strict):
@@ -26,7 +43,7 @@ class CorpusConfig(_Strict):
     tasks: list[str] = Field(default_factory=lambda: ["mult", "sudoku"])
     n: int = Field(2000, gt=0, description="examples per task")
     seed: int = 0
-    difficulty: str | None = None
+    difficulty: Difficulty | None = None
     shard_size: int = Field(256, gt=0)
 
     @field_validator("tasks")
@@ -36,13 +53,6 @@ class CorpusConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; expected some of {sorted(TASKS)}")
         return tasks
-
-    @field_validator("difficulty")
-    @classmethod
-    def _known_difficulty(cls, d: str | None) -> str | None:
-        if d is not None and d not in DIFFICULTIES:
-            raise ValueError(f"unknown difficulty {d!r}; expected one of {list(DIFFICULTIES)}")
-        return d
 
 
 class NoiseConfig(_Strict):
@@ -60,10 +70,10 @@ class EvalConfig(_Strict):
     validation_n: int = Field(200, ge=0, description="validation problems per task and difficulty (held out "
                               "from training like the test problems; for decisions, never reported as results)")
     seed: int = 1
-    difficulties: list[Literal["id-easy", "id-hard", "ood-hard", "toy"]] = Field(
+    difficulties: list[Difficulty] = Field(
         default_factory=lambda: ["id-easy", "id-hard", "ood-hard"])
     modes: list[Literal["mtp", "rmtp", "rtbs"]] = Field(default_factory=lambda: ["mtp", "rmtp", "rtbs"])
-    reflective_difficulties: list[Literal["id-easy", "id-hard", "ood-hard", "toy"]] | None = Field(
+    reflective_difficulties: list[Difficulty] | None = Field(
         None, description="difficulties on which trained policies also run the reflective modes (RMTP, RTBS; "
         "default: all). MTP runs on every difficulty. Reflective runs are the slow ones: they spend their "
         "proposal budget where the policy fails, so a split where everything fails costs the most")
@@ -80,7 +90,7 @@ class EvalConfig(_Strict):
         reflective = self.reflective_difficulties is None or difficulty in self.reflective_difficulties
         return [m for m in modes if m == "mtp" or reflective]
 
-    plan_temperature: dict[str, float] = Field(
+    plan_temperature: dict[str, Temperature] = Field(
         default_factory=lambda: {"sudoku": 1.0},
         description="first-attempt planning temperature per task or task family (the name before '-': sudoku "
         "covers sudoku-listed; paper Table 3: 0, greedy, for Mult; 1 for Sudoku, read from the appendix text); "
@@ -99,7 +109,7 @@ class ModelConfig(_Strict):
     max_positions: int = Field(1024, gt=0)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(_Schedule):
     """One Ray Train stage. ``steps`` wins over ``epochs``; pretraining needs ``steps``."""
 
     workers: int = Field(2, ge=1)
@@ -122,7 +132,7 @@ class TrainConfig(_Strict):
                               "(the worker group restarts from the latest checkpoint); one more ends the stage")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16 autocast: auto = on GPUs that "
                                                        "support it; bf16 = on any device, CPUs included")
-    resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "
+    resources: Resources = Field(default_factory=dict, description="extra Ray resources per worker, "
                                         "e.g. {trainer: 1} to land on a cluster's trainer group")
     seed: int = 0
 
@@ -170,11 +180,11 @@ class RolloutConfig(_Strict):
     units_per_worker: int = Field(2, ge=1, description="work units a worker runs side by side on its engine")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per rollout worker (CUDA vLLM)")
-    resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per worker, "
+    resources: Resources = Field(default_factory=dict, description="extra Ray resources per worker, "
                                         "e.g. {rollout: 1} to land on a cluster's rollout group")
 
 
-class RLConfig(_Strict):
+class RLConfig(_Schedule):
     """Stage IV: GRPO (the paper's main algorithm) or PPO over MTP or RMTP trajectories.
 
     Defaults follow paper Table 3 where it gives a value (clip 0.1, KL 0.1, G = 8, LR 5e-5 ->
@@ -193,7 +203,7 @@ class RLConfig(_Strict):
     filter_flat_groups: bool = Field(True, description="GRPO: drop groups whose rewards are all equal (no "
                                      "signal) and sample fresh queries in their place")
     max_resample_rounds: int = Field(3, ge=0, description="GRPO filtering: extra sampling rounds per update")
-    difficulty: str | None = None
+    difficulty: Difficulty | None = None
     epochs: int = Field(1, ge=1, description="passes over each batch (paper: 4)")
     minibatch_size: int = Field(64, gt=0, description="sequences (steps) per optimiser step")
     lr: float = Field(5e-5, gt=0)
@@ -213,7 +223,7 @@ class RLConfig(_Strict):
     workers: int = Field(1, ge=1, description="learner workers (Ray Train, DDP)")
     cpus_per_worker: float = Field(1.0, gt=0)
     use_gpu: bool = False
-    resources: dict[str, float] = Field(default_factory=dict, description="extra Ray resources per learner worker")
+    resources: Resources = Field(default_factory=dict, description="extra Ray resources per learner worker")
     rollout_workers: int = Field(1, ge=1)
     rollout_cpus: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(10, gt=0)
@@ -246,16 +256,18 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the fields."""
 
 
-def load_config(path: str | Path) -> PipelineConfig:
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Load and validate a pipeline config. A file may start from another with ``extends: other.yaml``
-    (a path relative to it) and override any field: a variant config states only how it differs."""
+    (a path relative to it) and override any field: a variant config states only how it differs.
+    ``overrides`` (the command line's ``--set``, :mod:`cot_ray.overrides`) are laid over the file last."""
     path = Path(path)
-    raw = _read_layers(path, seen=())
+    raw = _merge(_read_layers(path, seen=()), overrides or {})
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as err:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(lines)) from None
+        source = f"{path} with --set" if overrides else str(path)
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
 
 
 def _read_layers(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

@@ -16,6 +16,9 @@ never touch Serve never import it. A Ray upgrade that moves the code is reported
 The same hook makes HAProxy die with the Serve actor that spawned it (``PR_SET_PDEATHSIG``, as
 Ray does for its own processes): Serve stops HAProxy when it shuts down cleanly, but when Ray is
 stopped under it (``ray stop``, a killed process group) HAProxy would live on, holding the ports.
+
+A fourth, torch's rendezvous store in every Ray Train group, is opened on 127.0.0.1 by the
+group's backend (:mod:`cot_ray.train.rendezvous`), which :data:`LOOPBACK_ENV` switches on.
 """
 
 from __future__ import annotations

@@ -146,11 +146,12 @@ class _Learner:
     def __init__(self, rl: RLConfig, init: str, out: Path) -> None:
         import ray
         from ray.train import FailureConfig, RunConfig, ScalingConfig
-        from ray.train.torch import TorchConfig, TorchTrainer
+        from ray.train.torch import TorchTrainer
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from cot_ray.rl.learner import rl_loop_per_worker
+        from cot_ray.train.rendezvous import torch_config
 
         # the queues live on the driver's node (as Ray Train's controller does): losing another node
         # never loses the learner's inbox or what it published
@@ -170,7 +171,7 @@ class _Learner:
             rl_loop_per_worker, train_loop_config=loop_cfg,
             scaling_config=ScalingConfig(num_workers=rl.workers, use_gpu=rl.use_gpu,
                                          resources_per_worker={"CPU": rl.cpus_per_worker, **rl.resources}),
-            torch_config=TorchConfig(backend="nccl" if rl.use_gpu else "gloo"),
+            torch_config=torch_config(rl.use_gpu),
             run_config=RunConfig(name="rl", storage_path=str(out / "ray_results"),
                                  failure_config=FailureConfig(max_failures=rl.max_failures)))
         self.error: BaseException | None = None

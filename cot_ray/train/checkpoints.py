@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from cot_ray.atomic import atomic_path
+from cot_ray.checks import model_files
 
 STATE_FILE = "trainer_state.pt"
 
 
 def model_folder(path: str | Path, what: str = "--init") -> str:
-    """``path`` as an absolute folder holding an HF model, or a ValueError naming ``what``.
+    """``path`` as an absolute folder holding a complete HF model, or a ValueError naming ``what``
+    (checked here, before Ray or an engine starts: a corrupt file fails in one line).
 
     Ray Train runs its workers in their own working directory, where a relative path means
     something else (transformers then reads it as a Hub repo id and fails far from the cause)."""
@@ -32,6 +34,7 @@ def model_folder(path: str | Path, what: str = "--init") -> str:
     if not (folder / "config.json").is_file():
         raise ValueError(f"{what}: {str(path)!r} is not a model folder (no config.json; e.g. "
                          "runs/cpu-small/stage3-reflective-sft/final)")
+    model_files(folder, what)
     return str(folder)
 
 

@@ -40,9 +40,10 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
     """Train one stage on Ray Train; resumes from the stage's latest checkpoint; returns final/."""
     import ray.train
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
     from cot_ray.raycluster import ensure_ray
+    from cot_ray.train.rendezvous import torch_config
 
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
@@ -70,7 +71,7 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
         train_loop_config=loop_cfg,
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker, **cfg.resources}),
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        torch_config=torch_config(cfg.use_gpu),
         datasets={"train": dataset},
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),  # whole data per worker: loop.py
         run_config=RunConfig(name=stage, storage_path=str(out_dir / "ray_results"),

@@ -70,10 +70,14 @@ def test_core_imports_no_ray_torch_or_vllm():
 
 
 def test_model_folders_are_made_absolute_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    import numpy as np
+    from safetensors.numpy import save_file
+
     from cot_ray.train.checkpoints import model_folder
 
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text("{}")
+    save_file({"w": np.zeros(2, np.float32)}, str(tmp_path / "ckpt" / "model.safetensors"))
     monkeypatch.chdir(tmp_path)
     assert model_folder("ckpt") == str(tmp_path / "ckpt")  # Ray Train workers run elsewhere
     with pytest.raises(ValueError, match="--init: 'runs/x' is not a model folder"):
