@@ -317,7 +317,7 @@ def assert_oversized_chunked_upload_is_cut_off(url: str, replica_pid: int) -> No
           f"{after / 2**20:.1f} MiB")
     assert r.status_code == 413 and "at most 2097152" in r.json()["detail"], r.text[:300]
     assert seconds < 10, seconds  # the whole upload was read and parsed in 22 s before
-    assert after - before < 8 * 2**20, (before, after)
+    assert after - before < 16 * 2**20, (before, after)  # a quarter of the body; it grew 77 MiB before
     ok = httpx.post(url, json=verify_body(), timeout=30)
     assert ok.status_code == 200 and ok.json()["results"][0]["ok"] is True
 
