@@ -53,6 +53,7 @@ def _timed(step, seconds: float) -> tuple[int, float, list[float]]:
 def check_size(size: str, seconds: float) -> list[str]:
     import torch
 
+    from cot_ray.config import RLConfig
     from cot_ray.model.tiny import MODEL_SIZES, build_model, count_parameters
     from cot_ray.rl.learner import policy_step
     from cot_ray.train.loop import make_optimizer, supervised_step
@@ -89,7 +90,7 @@ def check_size(size: str, seconds: float) -> list[str]:
     batch["old_logp"] = torch.full((m, seq), -3.0, device=dev)
     batch["train_mask"] = batch["adv_mask"] = torch.ones(m, seq, device=dev)
     batch["advantage"] = torch.randn(m, 1, device=dev).expand(m, seq).contiguous()
-    cfg = {"clip": 0.1, "kl_coef": 0.1, "value_coef": 0.5, "grad_clip": 1.0}
+    cfg = RLConfig(clip=0.1, kl_coef=0.1, value_coef=0.5, grad_clip=1.0)
 
     def rl_step() -> float:
         return policy_step(model, ref, None, opt, batch, cfg, False, autocast)["loss"]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cot_ray.config import TrainConfig
 from cot_ray.data.corpus import make_table
 from cot_ray.data.splits import held_out, problems
 from cot_ray.evaluate import evaluate, first_error
@@ -52,7 +53,7 @@ def curve(layout: str, args: argparse.Namespace, out: Path) -> list[dict]:
     torch.manual_seed(0)
     model = build_model("1M", seed=0, max_positions=1024)
     opt = make_optimizer(model, args.lr, 0.1)
-    sched = {"lr": args.lr, "min_lr": args.lr / 20, "warmup_steps": 50, "steps": args.steps}
+    sched = TrainConfig(lr=args.lr, min_lr=args.lr / 20, warmup_steps=50)
     rng = np.random.default_rng(0)
     lengths = np.array([len(ids) for ids, _ in data])
     batches: list[np.ndarray] = []
@@ -65,7 +66,7 @@ def curve(layout: str, args: argparse.Namespace, out: Path) -> list[dict]:
             batches = length_grouped_batches(lengths, args.batch_size, rng)
         batch = [data[k] for k in batches.pop()]
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, sched)
+            g["lr"] = lr_at(step, sched, args.steps)
         x, y, mask = (torch.from_numpy(a) for a in pad_examples(batch, pad, 1024))
         loss = supervised_step(model.train(), opt, x, y, mask, 1.0)
         tokens += sum(len(ids) for ids, _ in batch)

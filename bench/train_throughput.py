@@ -44,9 +44,13 @@ def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precis
     return (args.steps - warm) / sum(times[warm:])
 
 
-def _cfg(args, n_examples: int) -> dict:
-    return {"stage": args.stage, "batch_size": args.batch, "block_size": args.block, "seed": 0, "max_len": 640,
-            "steps_per_epoch": max(1, -(-n_examples // args.batch))}
+def _cfg(args, n_examples: int):
+    from cot_ray.config import ModelConfig, TrainConfig
+    from cot_ray.train.workers import StageWorkerConfig
+
+    return StageWorkerConfig(stage=args.stage, out_dir=".", steps=args.steps, model=ModelConfig(size=args.size),
+                             trainer=TrainConfig(batch_size=args.batch, block_size=args.block, max_len=640),
+                             steps_per_epoch=max(1, -(-n_examples // args.batch)))
 
 
 def ray_train(corpus: str, args, workers: int, tmp: str, precision: str = "fp32") -> tuple[float, float, float]:

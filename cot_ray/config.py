@@ -109,32 +109,48 @@ class ModelConfig(_Strict):
     max_positions: int = Field(1024, gt=0)
 
 
-class TrainConfig(_Schedule):
-    """One Ray Train stage. ``steps`` wins over ``epochs``; pretraining needs ``steps``."""
+Workers = Annotated[int, Field(ge=1, description="Ray Train workers (DDP)")]
+LearningRate = Annotated[float, Field(gt=0)]
+MinLearningRate = Annotated[float, Field(ge=0, description="the cosine schedule's floor at the last step")]
+WarmupSteps = Annotated[int, Field(ge=1, description="steps of linear warm-up to lr")]
+WeightDecay = Annotated[float, Field(ge=0, description="AdamW weight decay")]
+CheckpointEvery = Annotated[int, Field(gt=0)]
 
-    workers: int = Field(2, ge=1)
+
+class TrainerConfig(_Schedule):
+    """What every Ray Train loop shares (stages I-III and the RL learner): the worker group, the
+    optimiser and its schedule, precision, checkpoints, failure budget. Declared once here; a
+    subclass only gives some of them other defaults (their types keep the constraints)."""
+
+    workers: Workers = 2
     cpus_per_worker: float = Field(1.0, gt=0)
     use_gpu: bool = False
-    steps: int | None = Field(None, gt=0)
-    epochs: float | None = Field(None, gt=0)
-    batch_size: int = Field(128, gt=0, description="global batch (split across workers)")
-    lr: float = Field(1e-3, gt=0)
-    min_lr: float = Field(6e-5, ge=0)
-    warmup_steps: int = Field(20, ge=1)
-    weight_decay: float = Field(0.1, ge=0)
+    lr: LearningRate = 1e-3
+    min_lr: MinLearningRate = 6e-5
+    warmup_steps: WarmupSteps = 20
+    weight_decay: WeightDecay = 0.1
     grad_clip: float = Field(1.0, gt=0)
-    block_size: int = Field(256, gt=1, description="pretraining context window")
-    max_len: int = Field(640, gt=1, description="SFT examples are cut to this many tokens")
-    checkpoint_every: int = Field(100, gt=0)
-    report_every: int = Field(50, gt=0, description="steps between ray.train.report calls")
+    checkpoint_every: CheckpointEvery = 100
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(3, ge=0, description="worker failures Ray Train recovers from within the command "
-                              "(the worker group restarts from the latest checkpoint); one more ends the stage")
+                              "(the worker group restarts from the latest checkpoint; the RL driver then resends "
+                              "the batches since); one more ends the stage")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16 autocast: auto = on GPUs that "
                                                        "support it; bf16 = on any device, CPUs included")
     resources: Resources = Field(default_factory=dict, description="extra Ray resources per worker, "
-                                        "e.g. {trainer: 1} to land on a cluster's trainer group")
+                                 "e.g. {trainer: 1} to land on a cluster's trainer group")
     seed: int = 0
+
+
+class TrainConfig(TrainerConfig):
+    """One Ray Train stage. ``steps`` wins over ``epochs``; pretraining needs ``steps``."""
+
+    steps: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int = Field(128, gt=0, description="global batch (split across workers)")
+    block_size: int = Field(256, gt=1, description="pretraining context window")
+    max_len: int = Field(640, gt=1, description="SFT examples are cut to this many tokens")
+    report_every: int = Field(50, gt=0, description="steps between ray.train.report calls")
 
 
 class ReflectiveConfig(TrainConfig):
@@ -170,21 +186,34 @@ class ReflectiveConfig(TrainConfig):
                           "verification) and report stage III minus control: the effect of learning to verify")
 
 
-class RolloutConfig(_Strict):
+PoolWorkers = Annotated[int, Field(ge=1, description="rollout workers, one engine each")]
+
+
+class PoolSize(_Strict):
+    """How many rollout workers, and how many CPUs each: what RL sizes differently from the rest."""
+
+    workers: PoolWorkers = 1
+    cpus_per_worker: float = Field(1.0, gt=0)
+
+
+class RolloutConfig(PoolSize):
     """The rollout pool: workers (each one engine), engine kind and work unit size."""
 
-    workers: int = Field(2, ge=1)
+    workers: PoolWorkers = 2
     engine: Literal["auto", "vllm", "torch"] = "auto"
-    cpus_per_worker: float = Field(1.0, gt=0)
     unit_size: int = Field(64, gt=0)
     units_per_worker: int = Field(2, ge=1, description="work units a worker runs side by side on its engine")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per rollout worker (CUDA vLLM)")
     resources: Resources = Field(default_factory=dict, description="extra Ray resources per worker, "
-                                        "e.g. {rollout: 1} to land on a cluster's rollout group")
+                                 "e.g. {rollout: 1} to land on a cluster's rollout group")
+
+    def sized(self, size: PoolSize) -> RolloutConfig:
+        """This pool with ``size``'s worker count and CPUs (stage IV's pool shares the CPUs with the learner)."""
+        return self.model_copy(update=size.model_dump())
 
 
-class RLConfig(_Schedule):
+class RLConfig(TrainerConfig):
     """Stage IV: GRPO (the paper's main algorithm) or PPO over MTP or RMTP trajectories.
 
     Defaults follow paper Table 3 where it gives a value (clip 0.1, KL 0.1, G = 8, LR 5e-5 ->
@@ -206,11 +235,8 @@ class RLConfig(_Schedule):
     difficulty: Difficulty | None = None
     epochs: int = Field(1, ge=1, description="passes over each batch (paper: 4)")
     minibatch_size: int = Field(64, gt=0, description="sequences (steps) per optimiser step")
-    lr: float = Field(5e-5, gt=0)
-    min_lr: float = Field(1e-5, ge=0)
     clip: float = Field(0.1, gt=0)
     kl_coef: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
     gamma: float = Field(1.0, ge=0, le=1)
     lam: float = Field(0.95, ge=0, le=1)
     value_coef: float = Field(0.5, ge=0)
@@ -220,17 +246,15 @@ class RLConfig(_Schedule):
     early_truncation: bool = True
     asynchronous: bool = False
     max_staleness: int = Field(1, ge=0, description="async: drop batches more than this many versions old")
-    workers: int = Field(1, ge=1, description="learner workers (Ray Train, DDP)")
-    cpus_per_worker: float = Field(1.0, gt=0)
-    use_gpu: bool = False
-    resources: Resources = Field(default_factory=dict, description="extra Ray resources per learner worker")
-    rollout_workers: int = Field(1, ge=1)
-    rollout_cpus: float = Field(1.0, gt=0)
-    checkpoint_every: int = Field(10, gt=0)
-    max_failures: int = Field(3, ge=0, description="learner worker failures recovered within the command (the "
-                              "group restarts from its latest checkpoint and the driver resends the batches since); "
-                              "one more ends the run")
-    seed: int = 0
+    rollout: PoolSize = Field(default_factory=PoolSize, description="the rollout pool's size during RL (the "
+                              "rest of the top-level rollout: section applies)")
+    # the shared trainer fields RL runs with other defaults: a few learner updates, the paper's LR
+    workers: Workers = 1
+    lr: LearningRate = 5e-5
+    min_lr: MinLearningRate = 1e-5
+    warmup_steps: WarmupSteps = 1
+    weight_decay: WeightDecay = 0.0
+    checkpoint_every: CheckpointEvery = 10
 
     def execution(self, mode: str, update: int, round_: int = 0) -> ExecutionConfig:
         """How update ``update`` (sampling round ``round_``) samples: the RL temperatures, revisions at

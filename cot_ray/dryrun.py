@@ -54,7 +54,7 @@ def size(config: PipelineConfig, stage: Stage) -> str:
         return evaluation
     if first.startswith("stage4-"):
         return (f"{rl.algorithm} for {rl.updates} updates of {rl.queries_per_update} queries x {rl.group_size} "
-                f"samples, {rl.workers} learner(s), {rl.rollout_workers} rollout worker(s); then its eval")
+                f"samples, {rl.workers} learner(s), {rl.rollout.workers} rollout worker(s); then its eval")
     if first.startswith("stage3-control"):
         return f"the planning share of stage III's {_train(r)}"
     section = {"stage1-pretrain": config.pretrain, "stage2-sft": config.sft}.get(first.split("/")[0], r)

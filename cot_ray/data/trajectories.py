@@ -50,11 +50,11 @@ def to_table(trajectories: Sequence[Trajectory]) -> pa.Table:
 def from_table(table: pa.Table) -> list[Trajectory]:
     out = []
     for r in table.to_pylist():
-        problem = Problem(r["task"], r["difficulty"], json.loads(r["question"]), r["answer"],
-                          query_id=r.get("query_id") or "", sample_id=r.get("sample_id") or 0)
+        problem = Problem(task=r["task"], difficulty=r["difficulty"], question=json.loads(r["question"]),
+                          answer=r["answer"], query_id=r.get("query_id") or "", sample_id=r.get("sample_id") or 0)
         steps = [StepRecord(**s) for s in r["steps"]]
-        out.append(Trajectory(problem, r["mode"], steps, r["predicted"], r["correct"], r["finish"],
-                              r["policy_version"]))
+        out.append(Trajectory(problem=problem, mode=r["mode"], steps=steps, answer=r["predicted"],
+                              correct=r["correct"], finish=r["finish"], policy_version=r["policy_version"]))
     return out
 
 

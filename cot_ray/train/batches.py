@@ -7,9 +7,12 @@ Stage I draws random context windows from one token stream; stages II-III draw p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cot_ray.train.workers import StageWorkerConfig
 
 
 def random_windows(stream: np.ndarray, block: int, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -39,19 +42,31 @@ def length_grouped_batches(lengths: np.ndarray, batch: int, rng: np.random.Gener
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
+def shift_pad(rows: list[list[int]], pad_id: int, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Next-token inputs and targets, right-padded: position t of row i reads ``ids[t]`` and
+    predicts ``ids[t + 1]``, so the target ``ids[k]`` sits at position k - 1. As wide as the
+    longest row minus one, at most ``max_len``; longer rows are cut. Every training batch
+    (stages I-III and the RL learner) is laid out by this one function."""
+    width = max(len(ids) for ids in rows) - 1
+    width = min(width, max_len) if max_len is not None else width
+    x = np.full((len(rows), width), pad_id, dtype=np.int64)
+    y = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for row, ids in enumerate(rows):
+        ids = ids[: width + 1]
+        x[row, :len(ids) - 1] = ids[:-1]
+        y[row, :len(ids) - 1] = ids[1:]
+    return x, y
+
+
 def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: int,
                  target_weights: dict[int, float] | None = None) -> tuple[np.ndarray, ...]:
     """Right-pad examples into inputs, targets and a mask that is 1 on target tokens only, or the
     weight ``target_weights`` gives a target token id (the loss is the mask-weighted mean)."""
-    width = min(max(len(ids) for ids, _ in examples), max_len + 1) - 1
-    x = np.full((len(examples), width), pad_id, dtype=np.int64)
-    y = np.full((len(examples), width), pad_id, dtype=np.int64)
+    x, y = shift_pad([ids for ids, _ in examples], pad_id, max_len)
+    width = x.shape[1]
     mask = np.zeros((len(examples), width), dtype=np.float32)
     for row, (ids, start) in enumerate(examples):
-        ids = ids[: width + 1]
-        n = len(ids) - 1
-        x[row, :n] = ids[:-1]
-        y[row, :n] = ids[1:]
+        n = min(len(ids), width + 1) - 1
         mask[row, max(start - 1, 0):n] = 1.0  # predicting ids[start:] from position start-1 on
     for token, weight in (target_weights or {}).items():
         mask[(y == token) & (mask > 0)] = weight
@@ -69,19 +84,19 @@ def rank_share(examples: list[tuple[list[int], int]], rank: int, world: int) -> 
 class Batches:
     """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
 
-    def __init__(self, examples: list[tuple[list[int], int]], cfg: dict[str, Any], rank: int, world: int):
+    def __init__(self, examples: list[tuple[list[int], int]], cfg: StageWorkerConfig, rank: int, world: int):
         from cot_ray.tasks.base import NEGATIVE
         from cot_ray.tokenizer import Tokenizer
 
         if not examples:
             raise ValueError("this worker received no training examples; use fewer workers or more data")
         self.cfg, self.rank = cfg, rank
-        self.batch = max(1, cfg["batch_size"] // world)
+        self.batch = max(1, cfg.trainer.batch_size // world)
         tok = Tokenizer()
         self.pad = tok.pad_id
-        weight = cfg.get("reject_label_weight", 1.0)  # stage III only
+        weight = cfg.reject_label_weight
         self.weights = {tok.token_to_id[NEGATIVE]: weight} if weight != 1.0 else None
-        self.windows = cfg["stage"] == "pretrain"
+        self.windows = cfg.stage == "pretrain"
         if self.windows:
             self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
         else:
@@ -91,13 +106,13 @@ class Batches:
         self.tokens = sum(len(ids) for ids, _ in examples)
 
     def __call__(self, step: int) -> tuple[np.ndarray, ...]:
-        seed = self.cfg["seed"]
+        seed, train = self.cfg.trainer.seed, self.cfg.trainer
         if self.windows:
             rng = np.random.default_rng([seed, self.rank, step])
-            return random_windows(self.stream, self.cfg["block_size"], self.batch, rng)
-        epoch, k = divmod(step, self.cfg["steps_per_epoch"])
+            return random_windows(self.stream, train.block_size, self.batch, rng)
+        epoch, k = divmod(step, self.cfg.steps_per_epoch)
         if self._epoch != epoch:
             rng = np.random.default_rng([seed, self.rank, epoch])
             self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
         picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
-        return pad_examples(picked, self.pad, self.cfg["max_len"], self.weights)
+        return pad_examples(picked, self.pad, train.max_len, self.weights)

@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from cot_ray.config import TrainerConfig
 from cot_ray.tracking import MetricsLog
 from cot_ray.train.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint_dir, save_final
+from cot_ray.train.workers import WorkerConfig
 
 
 def uses_bf16(precision: str, device_type: str, cuda_bf16: bool) -> bool:
@@ -42,13 +44,13 @@ def precision_context(bf16: bool, device_type: str):
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def lr_at(step: int, cfg: dict[str, Any]) -> float:
-    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
-    warmup, total = cfg["warmup_steps"], cfg["steps"]
+def lr_at(step: int, trainer: TrainerConfig, total: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step (``total``)."""
+    warmup = trainer.warmup_steps
     if step < warmup:
-        return cfg["lr"] * (step + 1) / warmup
+        return trainer.lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return cfg["min_lr"] + 0.5 * (cfg["lr"] - cfg["min_lr"]) * (1 + math.cos(math.pi * progress))
+    return trainer.min_lr + 0.5 * (trainer.lr - trainer.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 class Harness:
@@ -58,7 +60,7 @@ class Harness:
     the checkpoint it resumed from ({} on a fresh start), e.g. PPO's critic.
     """
 
-    def __init__(self, cfg: dict[str, Any], build: Callable[[], Any] | None = None) -> None:
+    def __init__(self, cfg: WorkerConfig, build: Callable[[], Any] | None = None) -> None:
         import ray
         import ray.train
         import ray.train.torch
@@ -69,14 +71,14 @@ class Harness:
         self.cfg = cfg
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        torch.set_num_threads(max(1, int(cfg["threads"])))
+        torch.set_num_threads(max(1, int(cfg.trainer.cpus_per_worker)))
         self.device = ray.train.torch.get_device()
-        self.use_bf16 = uses_bf16(cfg.get("precision", "auto"), self.device.type,
+        self.use_bf16 = uses_bf16(cfg.trainer.precision, self.device.type,
                                   self.device.type == "cuda" and torch.cuda.is_bf16_supported())
-        self.out = Path(cfg["out_dir"])
+        self.out = Path(cfg.out_dir)
         self._record_placement(ray.get_runtime_context().get_node_id())
         self.latest = latest_checkpoint(self.out)
-        source = self.latest or cfg.get("init")
+        source = self.latest or cfg.init
         if source is None and build is None:
             raise ValueError(f"{self.out}: no checkpoint to resume, no init and nothing to build a model from")
         self.model = load_model(source) if source else build()
@@ -116,10 +118,10 @@ class Harness:
         if "optimizer" in self.state:
             opt.load_state_dict(self.state["optimizer"])
         if self.latest is not None and self.leader:
-            print(f"[{self.cfg['stage']}] resuming from {self.latest} at step {self.start}", flush=True)
+            print(f"[{self.cfg.stage}] resuming from {self.latest} at step {self.start}", flush=True)
 
     def set_lr(self, opt, step: int) -> float:
-        lr = lr_at(step, self.cfg)
+        lr = lr_at(step, self.cfg.trainer, self.cfg.steps)
         for group in opt.param_groups:
             group["lr"] = lr
         return lr
@@ -138,13 +140,13 @@ class Harness:
 
     def checkpoint_due(self, step: int, last: bool = False) -> bool:
         """Whether ``step`` gets a checkpoint: every ``checkpoint_every`` steps, and the ``last``."""
-        return step % self.cfg["checkpoint_every"] == 0 or last
+        return step % self.cfg.trainer.checkpoint_every == 0 or last
 
     def checkpoint(self, step: int, opt, extra: dict[str, Any], last: bool = False) -> None:
         """Rank 0 saves a resumable checkpoint when :meth:`checkpoint_due`."""
         if self.leader and self.checkpoint_due(step, last):
             save_checkpoint_dir(self.out, step, unwrap(self.model), opt.state_dict(), extra,
-                                keep=self.cfg.get("keep_checkpoints", 2))
+                                keep=self.cfg.trainer.keep_checkpoints)
 
     def finish(self) -> None:
         """Rank 0 writes the final HF folder the next stage (and vLLM) reads."""

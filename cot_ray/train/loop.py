@@ -16,6 +16,7 @@ from typing import Any
 
 from cot_ray.train.batches import Batches, rank_share
 from cot_ray.train.harness import Harness
+from cot_ray.train.workers import StageWorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +28,30 @@ def _load_examples(shard) -> list[tuple[list[int], int]]:
     return examples
 
 
-def train_loop_per_worker(cfg: dict[str, Any]) -> None:
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Stages I-III inside one Ray Train worker: the harness around :func:`supervised_step`."""
     import ray.train
     import torch
 
     from cot_ray.model import build_model
 
-    h = Harness(cfg, build=lambda: build_model(cfg["model_size"], seed=cfg["seed"],
-                                               max_positions=cfg["max_positions"]))
+    cfg = StageWorkerConfig.of(loop_config)
+    train = cfg.trainer
+    h = Harness(cfg, build=lambda: build_model(cfg.model.size, seed=train.seed,
+                                               max_positions=cfg.model.max_positions))
     examples = rank_share(_load_examples(ray.train.get_dataset_shard("train")), h.rank, h.world)
     batches = Batches(examples, cfg, h.rank, h.world)
     model = h.model = h.prepare(h.model)
-    opt = make_optimizer(model, cfg["lr"], cfg["weight_decay"])
+    opt = make_optimizer(model, train.lr, train.weight_decay)
     h.resume(opt)
     metrics_log = h.metrics(["step", "loss", "lr", "tokens_per_s", "elapsed_s"])
     bar = _progress(cfg, h.start) if h.leader else None
     t_start = time.perf_counter()
-    for step in range(h.start, cfg["steps"]):
+    for step in range(h.start, cfg.steps):
         t0 = time.perf_counter()
         lr = h.set_lr(opt, step)
         x, y, mask = h.to_device(torch.from_numpy(a) for a in batches(step))
-        loss = supervised_step(model, opt, x, y, mask, cfg["grad_clip"], h.autocast)
+        loss = supervised_step(model, opt, x, y, mask, train.grad_clip, h.autocast)
         done = step + 1
         metrics = {"step": done, "loss": loss, "lr": lr,
                    "tokens_per_s": float((mask > 0).sum()) * h.world / (time.perf_counter() - t0),
@@ -58,8 +61,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
-        h.checkpoint(done, opt, {"loss": loss}, last=done == cfg["steps"])
-        if done % cfg["report_every"] == 0 or done == cfg["steps"]:
+        h.checkpoint(done, opt, {"loss": loss}, last=done == cfg.steps)
+        if done % train.report_every == 0 or done == cfg.steps:
             ray.train.report(metrics)  # a synchronising call (about a second): not every step
     if metrics_log is not None:
         metrics_log.close()
@@ -105,9 +108,9 @@ def make_optimizer(model, lr: float, weight_decay: float):
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
 
 
-def _progress(cfg: dict[str, Any], start: int):
-    if not cfg.get("progress", True):
+def _progress(cfg: StageWorkerConfig, start: int):
+    if not cfg.progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=cfg["steps"], initial=start, desc=cfg["stage"], unit="step", mininterval=2.0)
+    return tqdm(total=cfg.steps, initial=start, desc=cfg.stage, unit="step", mininterval=2.0)

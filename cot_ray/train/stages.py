@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cot_ray.config import ModelConfig, ReflectiveConfig, TrainConfig
 from cot_ray.train.checkpoints import latest_checkpoint, model_folder
+from cot_ray.train.workers import StageWorkerConfig, torch_trainer
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,8 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
               init: str | None = None, progress: bool = True) -> Path:
     """Train one stage on Ray Train; resumes from the stage's latest checkpoint; returns final/."""
     import ray.train
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     from cot_ray.raycluster import ensure_ray
-    from cot_ray.train.rendezvous import torch_config
 
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
@@ -56,27 +54,18 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
     steps = cfg.steps or math.ceil((cfg.epochs or 1.0) * n / cfg.batch_size)
     if stage == "pretrain" and cfg.steps is None:
         raise ValueError("pretrain.steps: pretraining runs for a number of steps; set it")
-    loop_cfg = {
-        **cfg.model_dump(), "stage": stage, "steps": steps, "steps_per_epoch": max(1, math.ceil(n / cfg.batch_size)),
-        "out_dir": str(out_dir), "init": init, "model_size": model.size, "max_positions": model.max_positions,
-        "threads": cfg.cpus_per_worker, "progress": progress,
-    }
+    worker = StageWorkerConfig(
+        stage=stage, out_dir=str(out_dir), init=init, steps=steps, model=model, progress=progress,
+        trainer=TrainConfig.model_validate(cfg.model_dump(include=set(TrainConfig.model_fields))),
+        steps_per_epoch=max(1, math.ceil(n / cfg.batch_size)),
+        reject_label_weight=cfg.reject_label_weight if isinstance(cfg, ReflectiveConfig) else 1.0)
     resume = latest_checkpoint(out_dir)
     log.info("%s: %d examples, %d steps on %d worker(s)%s", stage, n, steps, cfg.workers,
              f", resuming from {resume.name}" if resume else "")
     from cot_ray.train.loop import train_loop_per_worker
 
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_cfg,
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker, **cfg.resources}),
-        torch_config=torch_config(cfg.use_gpu),
-        datasets={"train": dataset},
-        dataset_config=ray.train.DataConfig(datasets_to_split=[]),  # whole data per worker: loop.py
-        run_config=RunConfig(name=stage, storage_path=str(out_dir / "ray_results"),
-                             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
-    )
+    trainer = torch_trainer(train_loop_per_worker, worker, datasets={"train": dataset},
+                            dataset_config=ray.train.DataConfig(datasets_to_split=[]))  # whole data per worker: loop.py
     result = trainer.fit()
     if result.error:
         raise RuntimeError(f"{stage} failed: {result.error}")

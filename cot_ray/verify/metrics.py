@@ -25,10 +25,10 @@ expert verifier passes it, but a dead end: Sudoku, paper App. D.2.2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from cot_ray.mtp.trajectory import Trajectory
+from cot_ray.mtp.trajectory import StepRecord, Trajectory
 from cot_ray.mtp.transition import rejects
 from cot_ray.tasks import Task
 from cot_ray.verify.verifier import ExpertVerifier
@@ -80,12 +80,28 @@ def verification_counts(trajectories: Iterable[Trajectory], detailed: bool = Fal
     return total
 
 
+def _is_judged(s: StepRecord, revisions: bool) -> bool:
+    return (s.attempt > 0 if revisions else s.attempt == 0) and bool(s.verification)
+
+
 def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier, revisions: bool) -> VerificationCounts:
-    judged = [s for s in traj.steps if (s.attempt > 0 if revisions else s.attempt == 0) and s.verification]
-    truth = verifier.label_steps(traj.problem.task, judged, detailed=detailed)
+    judged = [s for s in traj.steps if _is_judged(s, revisions)]
+    truth = [v.ok for v in verifier.label_steps(traj.problem.task, judged, detailed=detailed)]
+    return _tally(judged, truth)
+
+
+def step_counts(steps: list[StepRecord], truth: Sequence[bool]) -> VerificationCounts:
+    """The counts of one run's first-attempt steps, given the expert's binary verdict on every
+    step (``truth[i]``: step i is right), e.g. a :class:`~cot_ray.verify.verifier.Score`'s: no
+    second pass of the verifier."""
+    pairs = [(s, ok) for s, ok in zip(steps, truth) if _is_judged(s, False)]
+    return _tally([s for s, _ in pairs], [ok for _, ok in pairs])
+
+
+def _tally(judged: list[StepRecord], truth: list[bool]) -> VerificationCounts:
     rejected = [rejects(s.verification) for s in judged]
-    right = [r for r, t in zip(rejected, truth) if t.ok]
-    wrong = [not r for r, t in zip(rejected, truth) if not t.ok]
+    right = [r for r, ok in zip(rejected, truth) if ok]
+    wrong = [not r for r, ok in zip(rejected, truth) if not ok]
     return VerificationCounts(wrong=len(wrong), wrong_accepted=sum(wrong), right=len(right),
                               right_rejected=sum(right))
 

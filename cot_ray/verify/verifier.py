@@ -10,6 +10,7 @@ code runs in-process, inside a Ray actor (:func:`actor_class`) and behind the Se
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
@@ -81,14 +82,31 @@ class RewardModel:
         ``steps[: index + 1]`` with reward 0 instead of punishing the locally correct steps that
         come later. (RTBS can trace back out of an accepted error, so there it is not final.)
         """
-        task = self.verifier.task(trajectory.problem.task)
-        for i, s in enumerate(trajectory.steps):
-            if not s.rejected and not task.verify(s.state, s.step).ok:
-                return i
-        return None
+        return self.score(trajectory).first_error
 
     def first_errors(self, trajectories: Sequence[Trajectory]) -> list[int | None]:
         return [self.first_error(t) for t in trajectories]
+
+    def score(self, trajectory: Trajectory) -> Score:
+        """The reward, the first error and the expert's verdict on every step, from one pass of
+        the verifier over the steps (stage IV needs all three for every trajectory)."""
+        truth = tuple(v.ok for v in self.verifier.label_steps(trajectory.problem.task, trajectory.steps))
+        first = next((i for i, (s, ok) in enumerate(zip(trajectory.steps, truth)) if not s.rejected and not ok), None)
+        return Score(reward=self.reward(trajectory), first_error=first, truth=truth)
+
+    def scores(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+        return [self.score(t) for t in trajectories]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Score:
+    """What the reward actor says about one trajectory: its outcome reward, the index of its
+    first accepted wrong step (:meth:`RewardModel.first_error`) and, for each step, whether the
+    expert verifier finds it right (``truth``: what e+/e- compare the policy's verifications with)."""
+
+    reward: float
+    first_error: int | None = None
+    truth: tuple[bool, ...] = ()
 
 
 MAX_RESTARTS = 3

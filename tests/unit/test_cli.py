@@ -33,8 +33,8 @@ def test_a_set_that_gives_a_section_a_value_then_fields_is_refused():
 
 def test_overrides_are_laid_over_the_file_and_validated_with_it():
     base = load_config("configs/smoke.yaml")
-    cfg = load_config("configs/smoke.yaml", parse_sets(["rollout.workers=4", "rl.rollout_workers=3", "sft.lr=2e-3"]))
-    assert (cfg.rollout.workers, cfg.rl.rollout_workers, cfg.sft.lr) == (4, 3, 0.002)  # 2e-3: a float, as in a file
+    cfg = load_config("configs/smoke.yaml", parse_sets(["rollout.workers=4", "rl.rollout.workers=3", "sft.lr=2e-3"]))
+    assert (cfg.rollout.workers, cfg.rl.rollout.workers, cfg.sft.lr) == (4, 3, 0.002)  # 2e-3: a float, as in a file
     assert cfg.sft.steps == base.sft.steps and cfg.corpus == base.corpus  # the rest of the file stays
     with pytest.raises(ConfigError, match=r"with --set: rollout\.workers: Input should be greater than or equal to 1"):
         load_config("configs/smoke.yaml", parse_sets(["rollout.workers=0"]))

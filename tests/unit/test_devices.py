@@ -11,13 +11,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from cot_ray.config import RLConfig
 from cot_ray.model.tiny import build_model
-from cot_ray.rl.experience import Sequence
+from cot_ray.rl.experience import StepSequence
 from cot_ray.rl.learner import ValueModel, pad, policy_losses
 from cot_ray.train.loop import supervised_loss
 
 META = torch.device("meta")
-CFG = {"clip": 0.1, "kl_coef": 0.1}
+CFG = RLConfig(clip=0.1, kl_coef=0.1)
 
 
 class DeviceRecord(TorchDispatchMode):
@@ -34,11 +35,11 @@ class DeviceRecord(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _sequences() -> list[Sequence]:
-    return [Sequence(ids=[1, 5, 6, 7, 8], start=2, old_logp=[-1.0, -1.2, -0.5], adv_mask=[1.0, 1.0, 1.0],
-                     train_mask=[1.0, 1.0, 1.0], advantage=0.5, trajectory=0, reward=1.0),
-            Sequence(ids=[1, 5, 9, 2], start=2, old_logp=[-0.3, -2.0], adv_mask=[1.0, 0.0],
-                     train_mask=[1.0, 1.0], advantage=-0.5, trajectory=1, reward=0.0)]
+def _sequences() -> list[StepSequence]:
+    return [StepSequence(ids=[1, 5, 6, 7, 8], start=2, old_logp=[-1.0, -1.2, -0.5], adv_mask=[1.0, 1.0, 1.0],
+                         train_mask=[1.0, 1.0, 1.0], advantage=0.5, trajectory=0, reward=1.0),
+            StepSequence(ids=[1, 5, 9, 2], start=2, old_logp=[-0.3, -2.0], adv_mask=[1.0, 0.0],
+                         train_mask=[1.0, 1.0], advantage=-0.5, trajectory=1, reward=0.0)]
 
 
 def test_the_supervised_step_touches_only_the_models_device():

@@ -3,7 +3,7 @@ import torch
 
 from cot_ray.data.splits import make_problem
 from cot_ray.mtp import ExecutionConfig, ExpertPolicy, MTPExecutor
-from cot_ray.rl.experience import Sequence, shard, trajectory_sequences, truncate_at_first_error
+from cot_ray.rl.experience import StepSequence, shard, trajectory_sequences, truncate_at_first_error
 from cot_ray.rl.learner import pad, ppo_targets
 from cot_ray.rl.losses import clipped_surrogate, gae, group_advantages, kl_k3, policy_loss
 from cot_ray.tasks import get_task
@@ -101,7 +101,8 @@ class _TokenValue(torch.nn.Module):
 
 def _seq(ids, train_mask, trajectory, reward):
     n = len(train_mask)
-    return Sequence(ids, len(ids) - n, [0.0] * n, [1.0] * n, train_mask, 0.0, trajectory, reward)
+    return StepSequence(ids=ids, start=len(ids) - n, old_logp=[0.0] * n, adv_mask=[1.0] * n, train_mask=train_mask,
+                        advantage=0.0, trajectory=trajectory, reward=reward)
 
 
 @pytest.mark.parametrize("chunk", [1, 64])
