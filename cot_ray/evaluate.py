@@ -7,10 +7,11 @@ report tables are built from.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from cot_ray.atomic import write_jsonl as write_jsonl  # the records' writer (atomic), for ``cot-ray eval``
+from cot_ray import atomic
 from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.stats import wilson
@@ -37,24 +38,43 @@ def first_error(traj: Trajectory, task: Task) -> tuple[str | None, int | None]:
     return None, None
 
 
-def record(traj: Trajectory, task: Task) -> dict:
-    """One JSON-able line per problem (the ``cot-ray eval`` output format)."""
+@dataclass(frozen=True, kw_only=True)
+class EvalRow:
+    """One problem's evaluation: a line of ``cot-ray eval``'s JSONL (what the report tables read)."""
+
+    question: str
+    difficulty: str
+    answer: str
+    predicted: str | None
+    correct: bool
+    steps: int
+    reflections: int
+    rejections: int
+    backtracks: int
+    finish: str
+    tokens: int
+    first_error: str | None
+    first_error_step: int | None
+
+
+def record(traj: Trajectory, task: Task) -> EvalRow:
+    """The evaluation row of one trajectory, with its first error (:func:`first_error`)."""
     kind, index = first_error(traj, task)
-    return {
-        "question": json.dumps(traj.problem.question, sort_keys=True),
-        "difficulty": traj.problem.difficulty,
-        "answer": traj.problem.answer,
-        "predicted": traj.answer,
-        "correct": traj.correct,
-        "steps": len(traj.steps),
-        "reflections": traj.n_reflections,
-        "rejections": traj.n_rejections,
-        "backtracks": sum(s.backtrack for s in traj.steps),
-        "finish": traj.finish,
-        "tokens": traj.n_tokens,
-        "first_error": kind,
-        "first_error_step": index,
-    }
+    return EvalRow(
+        question=json.dumps(traj.problem.question, sort_keys=True),
+        difficulty=traj.problem.difficulty,
+        answer=traj.problem.answer,
+        predicted=traj.answer,
+        correct=traj.correct,
+        steps=len(traj.steps),
+        reflections=traj.n_reflections,
+        rejections=traj.n_rejections,
+        backtracks=sum(s.backtrack for s in traj.steps),
+        finish=traj.finish,
+        tokens=traj.n_tokens,
+        first_error=kind,
+        first_error_step=index,
+    )
 
 
 @dataclass(frozen=True)
@@ -121,3 +141,8 @@ class LocalPool:
         from cot_ray.tasks import get_task
 
         return MTPExecutor(get_task(task_name), self.policy, config).run(problems)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[EvalRow]) -> Path:
+    """The rows as JSONL, one object per line, written atomically (:mod:`cot_ray.atomic`)."""
+    return atomic.write_jsonl(path, (asdict(row) for row in rows))

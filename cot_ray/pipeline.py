@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cot_ray.atomic import write_json, write_jsonl, write_parquet
+from cot_ray.atomic import write_json, write_parquet
 from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
-from cot_ray.evaluate import Summary, evaluate, make_problems, record
+from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
 from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RLRun, RunLayout, is_complete
 from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.report import write_report

@@ -25,6 +25,7 @@ import itertools
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cot_ray.mtp.policy import Completion, Policy, SamplingSpec, StreamingPolicy, as_stream
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
@@ -61,6 +62,12 @@ class ExecutionConfig:
     @property
     def reflective(self) -> bool:
         return self.mode != "mtp"
+
+    @classmethod
+    def single_step(cls, seed: int, temperature: float, **overrides: Any) -> ExecutionConfig:
+        """One MTP proposal from every start state at ``temperature``: how candidate steps are
+        sampled for verification labels (stage III) and for revision diagnostics."""
+        return cls(mode="mtp", step_budget=1, seed=seed, plan_temperature=temperature, **overrides)
 
 
 @dataclass

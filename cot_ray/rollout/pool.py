@@ -308,11 +308,11 @@ class RolloutPool:
                 self._remove(w)
 
 
-def pool_from_config(rollout, checkpoint: str, num_workers: int | None = None, worker_cpus: float | None = None,
-                     version: int = 0) -> RolloutPool:
-    """A pool as a :class:`cot_ray.config.RolloutConfig` describes it (sizes may be overridden)."""
+def pool_from_config(rollout, checkpoint: str, version: int = 0) -> RolloutPool:
+    """A pool as a :class:`cot_ray.config.RolloutConfig` describes it (stage IV's is resized:
+    :meth:`~cot_ray.config.RolloutConfig.sized`)."""
     kwargs = {"gpu_memory_utilization": rollout.gpu_memory_utilization} if rollout.gpu_memory_utilization else {}
-    return RolloutPool(checkpoint, num_workers=num_workers or rollout.workers, engine=rollout.engine,
-                       engine_kwargs=kwargs, worker_cpus=worker_cpus or rollout.cpus_per_worker, version=version,
+    return RolloutPool(checkpoint, num_workers=rollout.workers, engine=rollout.engine,
+                       engine_kwargs=kwargs, worker_cpus=rollout.cpus_per_worker, version=version,
                        worker_gpus=rollout.gpus_per_worker, worker_resources=rollout.resources,
                        units_per_worker=rollout.units_per_worker, unit_size=rollout.unit_size)

@@ -90,8 +90,7 @@ def reflection_diagnostics(task: Task, pool, mtp: Sequence[Trajectory], rmtp: Se
     first, revision = verification_counts(rmtp), verification_counts(rmtp, revisions=True)
     samples = PASS_AT[-1]
     starts = wrong_greedy_starts(task, mtp, samples)[: max_states * samples]
-    proposals = pool.run(task.name, starts, ExecutionConfig(mode="mtp", step_budget=1, seed=seed,
-                                                            plan_temperature=revision_temperature)) if starts else []
+    proposals = pool.run(task.name, starts, ExecutionConfig.single_step(seed, revision_temperature)) if starts else []
     return {"mu": mu, "theorem1_rmtp": theorem1_rmtp(mu, first.e_minus, first.e_plus, steps),
             "e_plus_revision": revision.e_plus, "e_minus_revision": revision.e_minus,
             "wrong_greedy_states": len(starts) // samples, **revision_pass_at(task, proposals, samples)}

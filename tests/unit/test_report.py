@@ -50,14 +50,14 @@ def test_first_error_of_invalid_and_of_clean_runs():
 
 def test_record_carries_first_error():
     r = record(_traj(StepRecord("s0", "carry")), _Diagnosing())
-    assert (r["first_error"], r["first_error_step"]) == ("carry", 0)
-    assert json.loads(r["question"]) == {"x": 12, "y": 345}
+    assert (r.first_error, r.first_error_step) == ("carry", 0)
+    assert json.loads(r.question) == {"x": 12, "y": 345}
 
 
 def test_record_and_summary_count_backtracks():
     back = _traj(StepRecord("s0", "ok", rejected=True, backtrack=True), StepRecord("s0", "ok", rejected=True,
                                                                                   backtrack=True))
-    assert record(back, _Diagnosing())["backtracks"] == 2
+    assert record(back, _Diagnosing()).backtracks == 2
     assert Summary.of([back, _traj(StepRecord("s0", "ok"))]).backtracked == 1
 
 
