@@ -67,8 +67,8 @@ def proposals_at(pool, task: Task, problems: Sequence[Problem], samples: int, te
     greedy = pool.run(task.name, list(problems), ExecutionConfig(mode="mtp", seed=seed))
     starts = [p for t in greedy for j, s in enumerate(t.steps) if s.valid
               for p in samples_from(t.problem, s.state, f"judge{j}", samples)]
-    sampled: list[Trajectory] = pool.run(task.name, starts, ExecutionConfig(
-        mode="mtp", step_budget=1, plan_temperature=temperature, seed=seed + 1)) if starts else []
+    sampled: list[Trajectory] = pool.run(task.name, starts, ExecutionConfig.single_step(seed + 1, temperature)) \
+        if starts else []
     visited = {s.state for t in greedy for s in t.steps if s.valid}
     out = []
     for is_greedy, runs in ((True, greedy), (False, sampled)):
