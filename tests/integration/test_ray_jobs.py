@@ -1,4 +1,4 @@
-"""The smoke pipeline submitted as a Ray job (``jobs/pipeline.py``) to a real Ray head.
+"""The smoke pipeline submitted as a Ray job (``jobs/run.py pipeline``) to a real Ray head.
 
 This is how the pipeline runs on a cluster: ``ray start --head`` with the dashboard (it hosts the
 Jobs API), then a job whose working dir is this repository. The head runs in a temp dir of its own
@@ -158,7 +158,7 @@ def test_smoke_pipeline_as_a_ray_job(ray_head, tmp_path):
     out = tmp_path / "run"
     t0 = time.monotonic()
     job_id = client.submit_job(
-        entrypoint=f"python jobs/pipeline.py --config configs/smoke.yaml --out {out}",
+        entrypoint=f"python jobs/run.py pipeline --config configs/smoke.yaml --out {out}",
         runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES},
     )
     status = client.get_job_status(job_id)
@@ -176,4 +176,4 @@ def test_smoke_pipeline_as_a_ray_job(ray_head, tmp_path):
     assert "## stage3-reflective-sft" in report.read_text()
     assert f"report: {report}" in logs  # the CLI's last line, printed by the job's driver
     info = client.get_job_info(job_id)
-    assert info.entrypoint.startswith("python jobs/pipeline.py")
+    assert info.entrypoint.startswith("python jobs/run.py pipeline")

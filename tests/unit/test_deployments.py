@@ -7,6 +7,7 @@ at run time (a wrong import path, a job file that moved, a worker group that los
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 import shlex
@@ -94,8 +95,9 @@ def test_rayjob_runs_the_pipeline_job_on_the_raycluster_spec():
     argv = shlex.split(job["entrypoint"])
     assert argv[0] == "python"
     script = _in_image(argv[1])
-    assert script.parent == ROOT / "jobs" and script.is_file(), script
-    opts = dict(zip(argv[2::2], argv[3::2]))
+    assert script == ROOT / "jobs" / "run.py" and script.is_file(), script
+    assert argv[2] == "pipeline"
+    opts = dict(zip(argv[3::2], argv[4::2]))
     assert set(opts) == {"--config", "--out"}
     from cot_ray.config import load_config
 
@@ -150,15 +152,36 @@ def test_serve_import_path_resolves_and_its_args_validate(manifest):
         assert deployment_names <= {module.Verifier.name}
 
 
-def test_every_job_entrypoint_reaches_a_cot_ray_subcommand():
-    jobs = sorted((ROOT / "jobs").glob("*.py"))
-    assert {p.stem for p in jobs} >= {"pipeline", "pretrain", "sft", "reflective_sft", "rollout"}
+def test_every_job_reaches_a_cot_ray_subcommand():
+    jobs = _run_py().JOBS
+    assert set(jobs) >= {"pipeline", "pretrain", "sft", "reflective-sft", "rl", "rollout", "serve-verifier"}
     for job in jobs:
         # --help parses the subcommand the job hands to cot_ray.cli.main, without starting Ray
-        result = subprocess.run([sys.executable, str(job), "--help"], capture_output=True, text=True,
-                                timeout=60, cwd="/")
-        assert result.returncode == 0, (job.name, result.stderr[-2000:])
-        assert result.stdout.startswith("usage: cot-ray "), job.name
+        result = _job(job, "--help")
+        assert result.returncode == 0, (job, result.stderr[-2000:])
+        assert result.stdout.startswith("usage: cot-ray "), job
+
+
+def test_the_entrypoint_names_its_jobs_and_rejects_others():
+    helped = _job("--help")
+    assert helped.returncode == 0 and all(job in helped.stdout for job in _run_py().JOBS)
+    for argv in ([], ["chess"]):
+        result = _job(*argv)
+        assert result.returncode == 2, argv
+        assert "usage: jobs/run.py {pipeline," in result.stderr and "error:" in result.stderr, argv
+
+
+def _job(*argv: str) -> subprocess.CompletedProcess:
+    """``python jobs/run.py ARGV`` from another folder, as a Ray job's driver runs it."""
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / "run.py"), *argv], capture_output=True, text=True,
+                          timeout=60, cwd="/")
+
+
+def _run_py():
+    spec = importlib.util.spec_from_file_location("jobs_run", ROOT / "jobs" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _cluster_specs() -> dict[str, dict]:
