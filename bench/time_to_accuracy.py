@@ -28,7 +28,7 @@ import torch
 from cot_ray.config import TrainConfig
 from cot_ray.data.corpus import make_table
 from cot_ray.data.splits import held_out, problems
-from cot_ray.evaluate import evaluate, first_error
+from cot_ray.evaluate import evaluate, first_failure
 from cot_ray.model import build_model, save_checkpoint
 from cot_ray.mtp import ExecutionConfig
 from cot_ray.rollout.engines import TorchPolicy
@@ -89,7 +89,7 @@ def _evaluate(layout, task, model, val, step, tokens, train_s, loss, out: Path) 
         lo, hi = wilson(k, len(trajs))
         row[difficulty] = f"{100 * k / len(trajs):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
         correct, total = correct + k, total + len(trajs)
-        errors.update(e for t in trajs if not t.correct and (e := first_error(t, task)[0]))
+        errors.update(e for t in trajs if not t.correct and (e := first_failure(t, task)[0]))
     row["accuracy"] = correct / total
     row["first_errors"] = " ".join(f"{k}:{v}" for k, v in errors.most_common(5))
     print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)

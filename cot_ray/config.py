@@ -13,7 +13,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cot_ray.mtp.execute import ExecutionConfig
-from cot_ray.tasks import TASKS, check_difficulty
+from cot_ray.tasks import TASKS, check_difficulty, family_of
 
 Difficulty = Annotated[str, AfterValidator(check_difficulty)]
 """One of the difficulties of :data:`cot_ray.tasks.DIFFICULTIES` (the one list of them)."""
@@ -92,13 +92,13 @@ class EvalConfig(_Strict):
 
     plan_temperature: dict[str, Temperature] = Field(
         default_factory=lambda: {"sudoku": 1.0},
-        description="first-attempt planning temperature per task or task family (the name before '-': sudoku "
+        description="first-attempt planning temperature per task or task family (a task's family: sudoku "
         "covers sudoku-listed; paper Table 3: 0, greedy, for Mult; 1 for Sudoku, read from the appendix text); "
         "a task not listed plans greedily")
 
     def execution(self, mode: str, task: str) -> ExecutionConfig:
         """How every evaluation runs a policy on ``task``: the paper's test settings (Table 3), this seed."""
-        temperature = self.plan_temperature.get(task, self.plan_temperature.get(task.split("-")[0], 0.0))
+        temperature = self.plan_temperature.get(task, self.plan_temperature.get(family_of(task), 0.0))
         return ExecutionConfig(mode=mode, seed=self.seed, plan_temperature=temperature)
 
 

@@ -6,16 +6,15 @@ report tables are built from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cot_ray import atomic
-from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, Trajectory
+from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, StepRecord, Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
 from cot_ray.stats import wilson
-from cot_ray.tasks import Problem, Task
+from cot_ray.tasks import Problem, Task, question_key
 
 
 def make_problems(task: Task, difficulty: str, n: int, seed: int) -> list[Problem]:
@@ -26,16 +25,23 @@ def make_problems(task: Task, difficulty: str, n: int, seed: int) -> list[Proble
     return problems(task, difficulty, n, seed, "test")
 
 
-def first_error(traj: Trajectory, task: Task) -> tuple[str | None, int | None]:
-    """The kind of the first wrong accepted step and its index among accepted steps (None, None
+def step_fault(task: Task, step: StepRecord) -> str | None:
+    """The kind of the first wrong element of a recorded step (``task.diagnose``; "format" when T
+    could not read it), or None when every element is right: what failure analysis, the planning
+    ability mu and the rejections by truth count as a wrong step. It is finer than step truth
+    (:func:`cot_ray.tasks.step_is_right`, the binary verdict): a Mult step with a wrong carry but
+    the right new state is a fault here and right there."""
+    return task.diagnose(step.state, step.step) if step.valid else "format"
+
+
+def first_failure(traj: Trajectory, task: Task) -> tuple[str | None, int | None]:
+    """The fault of the first faulty accepted step and its index among accepted steps (None, None
     when every accepted step is right): where the policy's own chain goes wrong, which the
-    accuracy alone hides. Rejected proposals are skipped: the run never took them."""
+    accuracy alone hides. Rejected proposals are skipped: the run never took them. (The reward's
+    early truncation point is :meth:`cot_ray.verify.RewardModel.first_error`.)"""
     accepted = (s for s in traj.steps if not s.rejected)
-    for i, s in enumerate(accepted):
-        kind = task.diagnose(s.state, s.step) if s.valid else "format"
-        if kind is not None:
-            return kind, i
-    return None, None
+    return next(((kind, i) for i, s in enumerate(accepted) if (kind := step_fault(task, s)) is not None),
+                (None, None))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,10 +64,10 @@ class EvalRow:
 
 
 def record(traj: Trajectory, task: Task) -> EvalRow:
-    """The evaluation row of one trajectory, with its first error (:func:`first_error`)."""
-    kind, index = first_error(traj, task)
+    """The evaluation row of one trajectory, with its first error (:func:`first_failure`)."""
+    kind, index = first_failure(traj, task)
     return EvalRow(
-        question=json.dumps(traj.problem.question, sort_keys=True),
+        question=question_key(traj.problem.question),
         difficulty=traj.problem.difficulty,
         answer=traj.problem.answer,
         predicted=traj.answer,

@@ -19,8 +19,10 @@ from cot_ray.config import PipelineConfig
 from cot_ray.layout import RL_RUNS, STAGES, RunLayout
 from cot_ray.plots import plot_accuracy, plot_heatmap, plot_rl
 from cot_ray.stats import counts, verdict, wilson
+from cot_ray.tasks import TaskFamily, family_of
 
-PAPER_TABLE5 = {  # paper Table 5 (after SFT): MTP model, then binary verification None / RMTP / RTBS
+PAPER_TABLE5: dict[tuple[str, TaskFamily], dict[str, tuple[float, ...]]] = {
+    # paper Table 5 (after SFT), by model size and task family: MTP model, then binary verification None / RMTP / RTBS
     ("1M", "mult"): {"id-easy": (23.6, 95.8, 94.5, 93.4), "id-hard": (2.0, 52.7, 44.6, 35.5),
                      "ood-hard": (1.0, 3.7, 2.2, 1.2)},
     ("4M", "mult"): {"id-easy": (92.0, 97.7, 97.6, 97.3), "id-hard": (37.3, 56.9, 62.2, 53.0),
@@ -291,10 +293,13 @@ def _num(x: float) -> str:
 
 
 def heatmap_records(out: Path, rows: list[dict]) -> tuple[str, list[dict]] | None:
-    """The most trained policy's MTP multiplication records, all evaluated splits pooled."""
+    """The most trained policy's MTP multiplication records (every task of the ``mult`` family,
+    whatever its layout), all evaluated splits pooled. Only multiplication has a heat map: its
+    cells are operand lengths, which a Sudoku has no counterpart of."""
     for policy in HEATMAP_POLICIES:
-        splits = [r["difficulty"] for r in rows if (r["policy"], r["task"], r["mode"]) == (policy, "mult", "mtp")]
-        records = [rec for d in splits for rec in read_records(RunLayout(out).eval_records(policy, "mult", d, "mtp"))]
+        runs = [(r["task"], r["difficulty"]) for r in rows
+                if (r["policy"], r["mode"]) == (policy, "mtp") and family_of(r["task"]) == "mult"]
+        records = [rec for task, d in runs for rec in read_records(RunLayout(out).eval_records(policy, task, d, "mtp"))]
         if records:
             return policy, records
     return None
@@ -325,15 +330,16 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
         lines += ["## Multiplication by operand length", "",
                   f"{heat[0]}, MTP, all evaluated splits pooled; each cell: accuracy and number of problems.", "",
                   "![heatmap](heatmap.png)", ""]
-    paper = [(task, PAPER_TABLE5[(config.model.size, task)]) for task in tasks
-             if (config.model.size, task) in PAPER_TABLE5]
+    families = dict.fromkeys(family_of(task) for task in tasks)  # the paper reports a family, any layout
+    paper = [(family, PAPER_TABLE5[(config.model.size, family)]) for family in families
+             if (config.model.size, family) in PAPER_TABLE5]
     if paper:
         lines += [f"## The paper, {config.model.size} (Table 5, after SFT; trained on ID-Easy and ID-Hard)", "",
                   "| task | split | MTP model: MTP | binary-verifying model: MTP | RMTP | RTBS |",
                   "|---|---|---|---|---|---|"]
-        for task, table in paper:
+        for family, table in paper:
             for difficulty, values in table.items():
-                lines.append(f"| {task} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+                lines.append(f"| {family} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
         lines.append("")
     lines += ["![accuracy](accuracy.png)", ""]
     plot_accuracy(rows, modes, run.figure("accuracy"))

@@ -6,7 +6,6 @@ corpus made by many Ray tasks is identical to one made in a single process (test
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 
 from cot_ray.atomic import write_parquet
 from cot_ray.data.splits import make_problem
-from cot_ray.tasks import Problem, Task, check_difficulty, get_task
+from cot_ray.tasks import Problem, Task, check_difficulty, get_task, question_key
 from cot_ray.tokenizer import Tokenizer
 
 MAX_TRACE_STEPS = 200
@@ -60,7 +59,7 @@ def make_row(task: Task, problem: Problem, index: int, tok: Tokenizer) -> dict[s
         "id": index,
         "task": task.name,
         "difficulty": problem.difficulty,
-        "question": json.dumps(problem.question, sort_keys=True),
+        "question": question_key(problem.question),
         "answer": problem.answer,
         "trace": [
             {

@@ -18,13 +18,12 @@ and ID-Hard, paper Sec. 5) unless a difficulty is given.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from cot_ray.tasks import IN_DISTRIBUTION, Problem, Task, get_task
+from cot_ray.tasks import IN_DISTRIBUTION, Problem, Task, get_task, question_key
 
 if TYPE_CHECKING:
     from cot_ray.config import PipelineConfig
@@ -35,7 +34,7 @@ TRAINING_STREAMS: tuple[str, ...] = ("corpus", "reflective", "rl")
 
 def key(problem: Problem) -> str:
     """What makes two problems the same problem: the question, whatever the difficulty label."""
-    return json.dumps(problem.question, sort_keys=True)
+    return question_key(problem.question)
 
 
 def make_problem(task: Task, difficulty: str | None, seed: int, index: int, stream: str = "corpus",

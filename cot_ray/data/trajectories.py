@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from cot_ray.atomic import write_parquet
 from cot_ray.mtp import StepRecord, Trajectory
-from cot_ray.tasks import Problem
+from cot_ray.tasks import Problem, question_key
 
 STEP_TYPE = pa.struct([
     pa.field("state", pa.string()), pa.field("step", pa.string()), pa.field("verification", pa.string()),
@@ -37,7 +37,7 @@ _STEP_FIELDS = [f.name for f in STEP_TYPE]
 def to_table(trajectories: Sequence[Trajectory]) -> pa.Table:
     rows = [{
         "task": t.problem.task, "difficulty": t.problem.difficulty,
-        "question": json.dumps(t.problem.question, sort_keys=True), "answer": t.problem.answer,
+        "question": question_key(t.problem.question), "answer": t.problem.answer,
         "query_id": t.problem.query_id, "sample_id": t.problem.sample_id,
         "mode": t.mode, "policy_version": t.policy_version, "predicted": t.answer, "correct": t.correct,
         "finish": t.finish, "n_steps": len(t.steps), "n_reflections": t.n_reflections,

@@ -4,15 +4,20 @@ from collections.abc import Callable
 
 from cot_ray.tasks.base import (
     DIFFICULTIES,
+    FAMILIES,
     IN_DISTRIBUTION,
     NEGATIVE,
     POSITIVE,
+    Difficulty,
     Problem,
     Task,
+    TaskFamily,
     Transition,
     Verification,
     check_difficulty,
     parse_labels,
+    question_key,
+    step_is_right,
 )
 from cot_ray.tasks.mult import LsdLayout, MsdLayout, Multiplication
 from cot_ray.tasks.sudoku import BoardLayout, FillsLayout, ListedLayout, SlotsLayout, Sudoku
@@ -37,8 +42,18 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
+def family_of(name: str) -> TaskFamily:
+    """The family of the task called ``name`` (``mult-msd`` -> ``mult``)."""
+    return get_task(name).family
+
+
+def tasks_of(family: TaskFamily) -> tuple[str, ...]:
+    """The names of every task of ``family``, in :data:`TASKS` order."""
+    return tuple(name for name in TASKS if family_of(name) == family)
+
+
 __all__ = [
-    "DIFFICULTIES", "IN_DISTRIBUTION", "NEGATIVE", "POSITIVE", "Problem", "Task", "TASKS",
-    "Transition", "Verification", "check_difficulty", "get_task", "parse_labels",
-    "Multiplication", "Sudoku",
+    "DIFFICULTIES", "FAMILIES", "IN_DISTRIBUTION", "NEGATIVE", "POSITIVE", "Difficulty", "Problem", "Task",
+    "TASKS", "TaskFamily", "Transition", "Verification", "check_difficulty", "family_of", "get_task",
+    "parse_labels", "question_key", "step_is_right", "tasks_of", "Multiplication", "Sudoku",
 ]

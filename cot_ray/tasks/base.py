@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
-DIFFICULTIES: tuple[str, ...] = ("id-easy", "id-hard", "ood-hard", "toy")
+Difficulty = Literal["id-easy", "id-hard", "ood-hard", "toy"]
+DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 """The paper's three levels (models train on the two in-distribution ones), plus ``toy``, which
 is not in the paper: problems small enough for smoke runs and tests to learn in seconds."""
 
-IN_DISTRIBUTION: tuple[str, ...] = ("id-easy", "id-hard")
+IN_DISTRIBUTION: tuple[Difficulty, ...] = ("id-easy", "id-hard")
+
+TaskFamily = Literal["mult", "sudoku"]
+FAMILIES: tuple[TaskFamily, ...] = get_args(TaskFamily)
+"""What a task is, whatever its layout: the paper's results, its test temperatures and the
+multiplication heat map are per family (``mult`` and ``mult-msd`` are both multiplication)."""
 
 POSITIVE = "✓"
 NEGATIVE = "✗"
@@ -53,7 +59,13 @@ class Problem:
     @property
     def query(self) -> str:
         """The query's id, or its question as canonical JSON when it was made without one."""
-        return self.query_id or json.dumps(self.question, sort_keys=True)
+        return self.query_id or question_key(self.question)
+
+
+def question_key(question: dict[str, Any]) -> str:
+    """A question as canonical JSON (keys sorted): the one text form of a problem's identity, which
+    held-out sets, corpora, trajectory and evaluation files all compare by."""
+    return json.dumps(question, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,7 @@ class Task(Protocol):
     """The interface the MTP core, the corpus generator and the verifier rely on."""
 
     name: str
+    family: TaskFamily
 
     def generate(self, difficulty: str, rng: random.Random) -> Problem:
         """A random problem of the given difficulty, fully determined by ``rng``."""
@@ -137,3 +150,10 @@ class Task(Protocol):
     def corrupt_step(self, state: str, step: str, kind: str, rng: random.Random) -> str | None:
         """The right ``step`` at ``state`` with one element of ``kind`` wrong: wrong by :meth:`verify`,
         and :meth:`diagnose` names ``kind``; None when no such corruption exists (stage III's ✗ fills)."""
+
+def step_is_right(task: Task, state: str, step: str, detailed: bool = False) -> bool:
+    """Step truth: is ``step`` right at ``state``? The expert verifier's verdict (no ✗ label; the
+    binary label unless ``detailed``), which the reward's early truncation, the e+ / e- metrics
+    and the solve view all judge by. (Failure analysis asks another question, the kind of the
+    first wrong element: :func:`cot_ray.evaluate.step_fault`.)"""
+    return task.verify(state, step, detailed=detailed).ok

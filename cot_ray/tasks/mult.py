@@ -35,7 +35,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from cot_ray.tasks.base import Problem, Transition, Verification, check_difficulty
+from cot_ray.tasks.base import Problem, TaskFamily, Transition, Verification, check_difficulty
 
 DIGIT_RANGES: dict[str, tuple[int, int]] = {
     "id-easy": (1, 5),
@@ -192,6 +192,8 @@ _ADDITION_KINDS = {3: ("copy", "align", "sum"), 1: ("sum",)}
 
 class Multiplication:
     """The integer multiplication task, in one of the two layouts."""
+
+    family: TaskFamily = "mult"
 
     def __init__(self, layout: LsdLayout | MsdLayout | None = None, name: str = "mult") -> None:
         self.layout = layout or LsdLayout()

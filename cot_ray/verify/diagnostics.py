@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import comb
 
+from cot_ray.evaluate import step_fault
 from cot_ray.mtp.execute import samples_from
 from cot_ray.mtp.theory import rmtp_accuracy
 from cot_ray.mtp.trajectory import Trajectory
@@ -38,7 +39,7 @@ def planning_ability(task: Task, mtp: Sequence[Trajectory]) -> tuple[float | Non
     for t in mtp:
         for s in t.steps:
             judged += 1
-            if not s.valid or task.diagnose(s.state, s.step) is not None:
+            if step_fault(task, s) is not None:
                 break
             right += 1
     steps = [len(expert_trace(task, t.problem)) for t in mtp]
@@ -59,7 +60,7 @@ def wrong_greedy_starts(task: Task, mtp: Sequence[Trajectory], samples: int) -> 
     """``samples`` copies of a problem starting at each run's first wrong greedy step's state."""
     starts = []
     for t in mtp:
-        wrong = next((s for s in t.steps if not s.valid or task.diagnose(s.state, s.step) is not None), None)
+        wrong = next((s for s in t.steps if step_fault(task, s) is not None), None)
         if wrong is not None:
             starts += samples_from(t.problem, wrong.state, "first-wrong", samples)
     return starts
@@ -72,8 +73,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def revision_pass_at(task: Task, proposals: Sequence[Trajectory], samples: int) -> dict[str, float | None]:
     """pass@k per state from ``samples`` consecutive one-step proposals per state."""
-    right = [bool(t.steps) and t.steps[0].valid and task.diagnose(t.steps[0].state, t.steps[0].step) is None
-             for t in proposals]
+    right = [bool(t.steps) and step_fault(task, t.steps[0]) is None for t in proposals]
     states = [right[i:i + samples] for i in range(0, len(right), samples)]
     return {f"pass@{k}": (sum(pass_at_k(samples, sum(s), k) for s in states) / len(states) if states else None)
             for k in PASS_AT if k <= samples}

@@ -28,9 +28,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from cot_ray.evaluate import step_fault
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
 from cot_ray.mtp.transition import rejects
-from cot_ray.tasks import Task
+from cot_ray.tasks import Task, step_is_right
 from cot_ray.verify.verifier import ExpertVerifier
 
 TRUTHS = ("sound", "broken", "wrong-guess")
@@ -86,7 +87,8 @@ def _is_judged(s: StepRecord, revisions: bool) -> bool:
 
 def _counts(traj: Trajectory, detailed: bool, verifier: ExpertVerifier, revisions: bool) -> VerificationCounts:
     judged = [s for s in traj.steps if _is_judged(s, revisions)]
-    truth = [v.ok for v in verifier.label_steps(traj.problem.task, judged, detailed=detailed)]
+    task = verifier.task(traj.problem.task)
+    truth = [step_is_right(task, s.state, s.step, detailed) for s in judged]
     return _tally(judged, truth)
 
 
@@ -106,13 +108,13 @@ def _tally(judged: list[StepRecord], truth: list[bool]) -> VerificationCounts:
                               right_rejected=sum(right))
 
 
-def step_truth(task: Task, state: str, step: str) -> str:
+def truth_kind(task: Task, step: StepRecord) -> str:
     """"broken" when the expert verifier flags any element of the step (or T cannot read it),
     "wrong-guess" when it breaks no rule but leads nowhere (tasks with ``dead_end``), else "sound"."""
-    if task.diagnose(state, step) is not None:
+    if step_fault(task, step) is not None:
         return "broken"
     dead_end = getattr(task, "dead_end", None)
-    return "wrong-guess" if dead_end is not None and dead_end(state, step) else "sound"
+    return "wrong-guess" if dead_end is not None and dead_end(step.state, step.step) else "sound"
 
 
 def rejections_by_truth(task: Task, trajectories: Iterable[Trajectory]) -> dict[str, list[int]]:
@@ -124,7 +126,7 @@ def rejections_by_truth(task: Task, trajectories: Iterable[Trajectory]) -> dict[
     for traj in trajectories:
         for s in traj.steps:
             if s.attempt == 0 and s.verification:
-                cell = out[step_truth(task, s.state, s.step) if s.valid else "broken"]
+                cell = out[truth_kind(task, s)]
                 cell[0] += rejects(s.verification)
                 cell[1] += 1
     return out

@@ -38,7 +38,7 @@ from ray import serve
 from ray.serve import Application
 
 from cot_ray import __version__
-from cot_ray.tasks import TASKS, Problem, get_task
+from cot_ray.tasks import TASKS, Problem, get_task, tasks_of
 from cot_ray.tasks.mult import MAX_DIGITS
 from cot_ray.verify.http_limits import bounded, error
 from cot_ray.verify.verifier import ExpertVerifier, RewardModel
@@ -112,17 +112,17 @@ class MultQuestion(_Input):
     x: int = Field(strict=True, ge=0, lt=10**MAX_DIGITS)
     y: int = Field(strict=True, ge=0, lt=10**MAX_DIGITS)
 
-    def problem(self) -> Problem:
-        return Problem("mult", "", {"x": self.x, "y": self.y}, str(self.x * self.y))
+    def problem(self, task: str) -> Problem:
+        return Problem(task, "", {"x": self.x, "y": self.y}, str(self.x * self.y))
 
 
 class SudokuQuestion(_Input):
     puzzle: str = Field(pattern=r"^[0-9]{81}$", description="81 digits, row by row, 0 = blank")
 
-    def problem(self) -> Problem:
+    def problem(self, task: str) -> Problem:
         # A Sudoku answer is checked against the rules and the clues alone, so no solution is
         # computed: solving an arbitrary posted puzzle can take exponential time.
-        return Problem("sudoku", "", {"puzzle": self.puzzle}, "")
+        return Problem(task, "", {"puzzle": self.puzzle}, "")
 
 
 class _RewardItem(_Input):
@@ -130,12 +130,12 @@ class _RewardItem(_Input):
 
 
 class MultReward(_RewardItem):
-    task: Literal["mult"]
+    task: Literal[tasks_of("mult")]  # type: ignore[valid-type]  # every layout: the question is the same
     question: MultQuestion
 
 
 class SudokuReward(_RewardItem):
-    task: Literal["sudoku"]
+    task: Literal[tasks_of("sudoku")]  # type: ignore[valid-type]
     question: SudokuQuestion
 
 
@@ -216,7 +216,7 @@ class Verifier:
     @app.post("/v1/reward", responses=_LIMITS)
     def reward(self, request: RewardRequest) -> RewardResponse:
         return RewardResponse(rewards=[
-            self.reward_model.outcome(it.question.problem(), it.predicted) for it in request.items])
+            self.reward_model.outcome(it.question.problem(it.task), it.predicted) for it in request.items])
 
     @serve.batch(max_batch_size=MAX_ITEMS, batch_size_fn=_n_items)
     async def _verify_batched(self, requests: list[list[VerifyItem]]) -> list[list[Verdict]]:

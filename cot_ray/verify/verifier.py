@@ -75,7 +75,9 @@ class RewardModel:
 
     def first_error(self, trajectory: Trajectory) -> int | None:
         """Early truncation (paper App. B.3): the index of the first accepted step that the
-        oracle verifier rejects, or None if every accepted step is right.
+        oracle verifier rejects (step truth, :func:`cot_ray.tasks.step_is_right`), or None if
+        every accepted step is right. (The evaluation's failure analysis is another question,
+        the kind of the first wrong element: :func:`cot_ray.evaluate.first_failure`.)
 
         Rejected steps do not move the state, so only accepted ones can ruin a run. In the MTP
         and the RMTP (what RL samples) no correct answer can follow that step, so RL keeps

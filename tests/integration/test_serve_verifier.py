@@ -110,9 +110,13 @@ def test_rewards_are_the_outcome_check(http):
     items += [{"task": "sudoku", "question": sudoku.question, "predicted": sudoku.answer},
               {"task": "sudoku", "question": sudoku.question, "predicted": "".join(solved)},
               {"task": "sudoku", "question": sudoku.question, "predicted": None}]
+    # every layout's task is scored, as /v1/verify verifies every layout's steps
+    items += [{"task": "mult-msd", "question": {"x": 3051, "y": 27}, "predicted": "82377"},
+              {"task": "mult-msd", "question": {"x": 3051, "y": 27}, "predicted": "82378"},
+              {"task": "sudoku-board", "question": sudoku.question, "predicted": sudoku.answer}]
     r = http.post("/v1/reward", json={"items": items})
     assert r.status_code == 200
-    assert r.json()["rewards"] == RewardModel().rewards(trajs) + [1.0, 0.0, 0.0]
+    assert r.json()["rewards"] == RewardModel().rewards(trajs) + [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
     assert 0.0 in r.json()["rewards"][:40] and 1.0 in r.json()["rewards"][:40]
 
 
@@ -143,7 +147,8 @@ BAD_INPUTS = [
     ("/v1/verify", verify_body(detail=True), "Extra inputs are not permitted"),
     ("/v1/verify", b"x" * (3 * 1024 * 1024), "at most 2097152"),
     ("/v1/reward", {"items": []}, "at least 1 item"),
-    ("/v1/reward", reward_body(task="chess"), "does not match any of the expected tags: 'mult', 'sudoku'"),
+    ("/v1/reward", reward_body(task="chess"), "does not match any of the expected tags: "
+     + ", ".join(f"'{t}'" for t in TASKS)),  # every task /v1/verify knows
     ("/v1/reward", reward_body(question={"x": -3, "y": 4}), "greater than or equal to 0"),
     ("/v1/reward", reward_body(question={"x": "3", "y": 4}), "valid integer"),
     ("/v1/reward", reward_body(question={"x": 10**12, "y": 4}), "less than 1000000000000"),

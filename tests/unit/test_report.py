@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from cot_ray.config import PipelineConfig
-from cot_ray.evaluate import Summary, first_error, record
+from cot_ray.evaluate import Summary, first_failure, record
 from cot_ray.layout import RunLayout
 from cot_ray.mtp.trajectory import StepRecord, Trajectory
 from cot_ray.report import (
@@ -38,13 +38,13 @@ def _traj(*steps: StepRecord, correct: bool = False) -> Trajectory:
 def test_first_error_skips_rejected_steps_and_counts_accepted_ones():
     traj = _traj(StepRecord("s0", "ok"), StepRecord("s1", "carry", rejected=True), StepRecord("s1", "ok"),
                  StepRecord("s2", "product"), StepRecord("s3", "sum"))
-    assert first_error(traj, _Diagnosing()) == ("product", 2)
+    assert first_failure(traj, _Diagnosing()) == ("product", 2)
 
 
 def test_first_error_of_invalid_and_of_clean_runs():
-    assert first_error(_traj(StepRecord("s0", "ok"), StepRecord("s1", "ok", valid=False)), _Diagnosing()) \
+    assert first_failure(_traj(StepRecord("s0", "ok"), StepRecord("s1", "ok", valid=False)), _Diagnosing()) \
         == ("format", 1)
-    assert first_error(_traj(StepRecord("s0", "ok"), StepRecord("s1", "x", rejected=True)), _Diagnosing()) \
+    assert first_failure(_traj(StepRecord("s0", "ok"), StepRecord("s1", "x", rejected=True)), _Diagnosing()) \
         == (None, None)
 
 
@@ -149,3 +149,22 @@ def test_rl_curves_reach_the_report(tmp_path):
     text = write_report(config, [_row("stage2-sft", "id-easy", "mtp", 100)], tmp_path).read_text()
     assert "| stage4-rl-rmtp | 0.250 -> 0.500 | 0.250 -> 0.500 | 0.900 -> 0.950 | - -> 0.200 |" in text
     assert (tmp_path / "rl.png").stat().st_size > 0
+
+
+def test_the_paper_table_and_the_heat_map_go_by_task_family(tmp_path):
+    """The cpu-sudoku run trains sudoku-board: the paper's Sudoku rows are its comparison. A
+    mult-msd run has the heat map; a Sudoku run has none (no operand lengths)."""
+    from cot_ray.config import load_config
+
+    sudoku = load_config("configs/cpu-sudoku.yaml")
+    assert sudoku.corpus.tasks == ["sudoku-board"] and sudoku.model.size == "1M"
+    rows = [{**_row("stage2-sft", "id-easy", "mtp", 100), "task": "sudoku-board"}]
+    text = write_report(sudoku, rows, tmp_path).read_text()
+    assert "| sudoku | id-easy | 1.4 | 33.0 | 32.4 | 2.4 |" in text
+    assert "heatmap" not in text and heatmap_records(tmp_path, rows) is None
+
+    (tmp_path / "eval").mkdir()
+    msd = [{**_row("stage2-sft", "id-easy", "mtp", 100), "task": "mult-msd"}]
+    RunLayout(tmp_path).eval_records("stage2-sft", "mult-msd", "id-easy", "mtp").write_text(
+        "".join(json.dumps(r) + "\n" for r in RECORDS))
+    assert heatmap_records(tmp_path, msd) == ("stage2-sft", RECORDS)

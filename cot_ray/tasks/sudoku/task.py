@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import random
 
-from cot_ray.tasks.base import Problem, Transition, Verification, check_difficulty
+from cot_ray.tasks.base import Problem, TaskFamily, Transition, Verification, check_difficulty
 from cot_ray.tasks.sudoku.board import (
     PEERS,
     candidates,
@@ -72,6 +72,8 @@ class Sudoku:
     new grid); the default keeps every puzzle consistent with its generating grid, which the
     answer check (any valid grid that keeps the clues) needs.
     """
+
+    family: TaskFamily = "sudoku"
 
     def __init__(self, layout: SudokuLayout | None = None, name: str = "sudoku", unique: bool = False,
                  hidden_singles: bool = True, restate: bool = False) -> None:
