@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cot_ray.mtp.execute import ExecutionConfig
+from cot_ray.mtp.execute import MODES, ExecutionConfig, Mode
 from cot_ray.tasks import TASKS, check_difficulty, family_of
 
 Difficulty = Annotated[str, AfterValidator(check_difficulty)]
@@ -72,7 +72,7 @@ class EvalConfig(_Strict):
     seed: int = 1
     difficulties: list[Difficulty] = Field(
         default_factory=lambda: ["id-easy", "id-hard", "ood-hard"])
-    modes: list[Literal["mtp", "rmtp", "rtbs"]] = Field(default_factory=lambda: ["mtp", "rmtp", "rtbs"])
+    modes: list[Mode] = Field(default_factory=lambda: list(MODES))
     reflective_difficulties: list[Difficulty] | None = Field(
         None, description="difficulties on which trained policies also run the reflective modes (RMTP, RTBS; "
         "default: all). MTP runs on every difficulty. Reflective runs are the slow ones: they spend their "

@@ -9,12 +9,12 @@
 - :mod:`env` - Gymnasium environments for the MTP and the RMTP.
 """
 
-from cot_ray.mtp.execute import MODES, ExecutionConfig, MTPExecutor
+from cot_ray.mtp.execute import MODES, ExecutionConfig, Mode, MTPExecutor
 from cot_ray.mtp.expert import ExpertPolicy
 from cot_ray.mtp.policy import Completion, Policy, SamplingSpec
-from cot_ray.mtp.trajectory import StepRecord, Trajectory
+from cot_ray.mtp.trajectory import FINISHES, Finish, StepRecord, Trajectory
 
 __all__ = [
-    "MODES", "Completion", "ExecutionConfig", "ExpertPolicy", "MTPExecutor", "Policy",
-    "SamplingSpec", "StepRecord", "Trajectory",
+    "FINISHES", "MODES", "Completion", "ExecutionConfig", "ExpertPolicy", "Finish", "MTPExecutor", "Mode",
+    "Policy", "SamplingSpec", "StepRecord", "Trajectory",
 ]

@@ -25,15 +25,17 @@ import itertools
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cot_ray.mtp.policy import Completion, Policy, SamplingSpec, StreamingPolicy, as_stream
-from cot_ray.mtp.trajectory import StepRecord, Trajectory
+from cot_ray.mtp.trajectory import Finish, StepRecord, Trajectory
 from cot_ray.mtp.transition import reflective_transition
 from cot_ray.tasks import Problem, Task
 from cot_ray.tokenizer import Tokenizer
 
-MODES: tuple[str, ...] = ("mtp", "rmtp", "rtbs")
+Mode = Literal["mtp", "rmtp", "rtbs"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+"""The execution modes: the MTP, the reflective MTP, and reflective trace-back search."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class ExecutionConfig:
     """How to run a policy through the (reflective) MTP. Defaults are the paper's test settings
     for multiplication (Table 3): greedy first attempt, temperature 1 for revisions."""
 
-    mode: str = "mtp"
+    mode: Mode = "mtp"
     step_budget: int = 32
     reflective_budget: int = 64
     width: int = 4
@@ -294,7 +296,7 @@ class MTPExecutor:
         return moved
 
     @staticmethod
-    def _finish(s: _Search, how: str) -> None:
+    def _finish(s: _Search, how: Finish) -> None:
         s.trajectory.finish = how
         s.done = True
 

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cot_ray.tasks import Problem
 from cot_ray.tokenizer import Tokenizer
+
+Finish = Literal["answer", "budget", "invalid", "truncated"]
+FINISHES: tuple[Finish, ...] = get_args(Finish)
+"""How a run ends: an answer step was accepted, the step budget ran out, an accepted step could
+not be read by T, or RL cut it at its first wrong step (early truncation)."""
 
 
 @dataclass
@@ -43,8 +48,7 @@ class StepRecord:
 class Trajectory:
     """A problem, the steps proposed on it and how the run ended.
 
-    ``finish`` is "answer" (an answer step was accepted), "budget" (the step budget ran out) or
-    "invalid" (an accepted step could not be read by T).
+    ``finish`` says how the run ended (:data:`FINISHES`; "" while it runs).
     """
 
     problem: Problem
@@ -52,7 +56,7 @@ class Trajectory:
     steps: list[StepRecord] = field(default_factory=list)
     answer: str | None = None
     correct: bool = False
-    finish: str = ""
+    finish: Finish | Literal[""] = ""
     policy_version: int = 0
 
     @property

@@ -47,3 +47,12 @@ def test_the_reward_request_accepts_every_task_the_verify_request_does(name):
     item = RewardRequest.model_validate({"items": [{"task": name, "question": p.question, "predicted": p.answer}]})
     problem = item.items[0].question.problem(item.items[0].task)
     assert problem.task == name and task.check_answer(problem, p.answer)
+
+
+def test_modes_have_one_home_that_the_config_reads():
+    from cot_ray.config import EvalConfig
+    from cot_ray.mtp import MODES
+
+    schema = EvalConfig.model_json_schema()
+    assert tuple(schema["properties"]["modes"]["items"]["enum"]) == MODES == ("mtp", "rmtp", "rtbs")
+    assert EvalConfig().modes == list(MODES)
