@@ -151,6 +151,7 @@ class Task(Protocol):
         """The right ``step`` at ``state`` with one element of ``kind`` wrong: wrong by :meth:`verify`,
         and :meth:`diagnose` names ``kind``; None when no such corruption exists (stage III's ✗ fills)."""
 
+
 def step_is_right(task: Task, state: str, step: str, detailed: bool = False) -> bool:
     """Step truth: is ``step`` right at ``state``? The expert verifier's verdict (no ✗ label; the
     binary label unless ``detailed``), which the reward's early truncation, the e+ / e- metrics

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+from cot_ray.tasks.base import step_is_right
 from cot_ray.tasks.mult import LsdLayout, Multiplication, StepParts
 
 STEP_KINDS: tuple[str, ...] = ("operand", "product", "delta", "copy", "align", "sum", "count", "state")
@@ -115,7 +116,7 @@ def corrupt_step(task: Multiplication, state: str, step: str, kind: str, rng: ra
         candidate = _draw(task, state, step, kind, rng)
         if candidate is None:
             return None
-        if not task.verify(state, candidate).ok and task.diagnose(state, candidate) == kind:
+        if not step_is_right(task, state, candidate) and task.diagnose(state, candidate) == kind:
             return candidate
     return None
 

@@ -27,7 +27,7 @@ from cot_ray.mtp import ExecutionConfig, Trajectory
 from cot_ray.mtp.execute import samples_from
 from cot_ray.mtp.trajectory import closed_steps
 from cot_ray.stats import rank_pairs
-from cot_ray.tasks import Problem, Task
+from cot_ray.tasks import Problem, Task, step_is_right
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +75,7 @@ def proposals_at(pool, task: Task, problems: Sequence[Problem], samples: int, te
         for s in closed_steps(runs):
             if s.state in visited:
                 v = task.verify(s.state, s.step, detailed=True)
-                out.append(Proposal(state=s.state, step=s.step, correct=task.verify(s.state, s.step).ok,
+                out.append(Proposal(state=s.state, step=s.step, correct=step_is_right(task, s.state, s.step),
                                     greedy=is_greedy, n_labels=len(v.labels) if detailed else 1))
     return out
 
