@@ -21,7 +21,12 @@ Arms (``--arms``; the first is the baseline):
 - ``per-state``: every state as many ✓ as ✗ (``reflective_sft.balance: per-state``), the greedy
   step among the proposals, unlabelled planning examples;
 - ``per-state-detailed``: the same samples, one label per element (``verification: detailed``);
-- ``per-state-half``: ``per-state`` with half of the mixture verification (``verification_share: 0.5``).
+- ``per-state-half``: ``per-state`` with half of the mixture verification (``verification_share: 0.5``);
+- ``per-state-weighted``: ``per-state`` with every label token weighted 200 in the loss
+  (``verification_weight``): a binary label is one token beside ~100 planning tokens per example.
+
+An arm measured on the same problems by an earlier invocation (``results-<split>.json``) is not
+trained or evaluated again.
 
     python bench/reflective_arms.py --run runs/cpu-small --config configs/cpu-small.yaml
     python bench/reflective_arms.py --run runs/cpu-small --arms per-state per-state-detailed --split test
@@ -63,6 +68,7 @@ ARMS: dict[str, Arm] = {
     "per-state": Arm(data="per-state", changes={"balance": "per-state"}),
     "per-state-detailed": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"}),
     "per-state-half": Arm(data="per-state", changes={"balance": "per-state", "verification_share": 0.5}),
+    "per-state-weighted": Arm(data="per-state", changes={"balance": "per-state", "verification_weight": 200.0}),
 }
 
 
@@ -237,9 +243,15 @@ def main() -> None:
                               args.auc_samples)
     print(f"sampled in {time.time() - t0:.0f}s; proposals to rank: "
           f"{ {d: len(ps) for d, ps in proposals.items()} }", flush=True)
-    results, seconds = {}, {}
+    saved = out / f"results-{args.split}.json"
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    results = {a: r for a, r in results.items() if {d: len(r[d]["mtp"]) for d in sizes} == sizes}
+    seconds = {}
     for arm in args.arms:
         t0 = time.time()
+        if arm in results:  # measured on these problems by an earlier invocation
+            seconds[arm] = float("nan")
+            continue
         final = train(config, run, out, arm, paths[arm])
         detailed = config.reflective_sft.model_copy(update=ARMS[arm].changes).verification != "binary"
         results[arm] = evaluate(config, final, task, sizes, args.split, args.modes, proposals, detailed,
@@ -247,7 +259,7 @@ def main() -> None:
         seconds[arm] = time.time() - t0
         auc = {d: _pct(r.get("discrimination", {}).get("within_state_auc")) for d, r in results[arm].items()}
         print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s; within-state AUC {auc}", flush=True)
-        (out / f"results-{args.split}.json").write_text(json.dumps(results))
+        saved.write_text(json.dumps(results))
     print("\n" + report(results, args.arms, sizes, args.modes, args.split))
     base, *others = args.arms
     print("\n" + ", ".join(f"time ratio {arm}/{base}: {seconds[arm] / seconds[base]:.2f}" for arm in others))

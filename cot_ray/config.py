@@ -178,6 +178,10 @@ class ReflectiveConfig(TrainConfig):
                                              "ones on every run) to make it so; default: every planning example")
     verification_repeats: int = Field(1, ge=1, description="copies of each verification example in the mixture "
                                       "(epochs over the verification data per epoch over the mixture)")
+    verification_weight: float = Field(1.0, gt=0, description="loss weight of every verification label token (✓ "
+                                       "and ✗) against a planning token's 1: a binary label is one token beside a "
+                                       "step of ~100, so at weight 1 verification is a fraction of a percent of "
+                                       "stage III's loss")
     reject_label_weight: float = Field(1.0, gt=0, description="loss weight of every ✗ label token (1: the plain "
                                        "mean). A detailed label is ✓ on almost every element of a wrong step (on "
                                        "Sudoku 2-3 ✗ of 81), so at weight 1 a small verifier learns to write ✓ "

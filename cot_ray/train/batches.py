@@ -85,7 +85,6 @@ class Batches:
     """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
 
     def __init__(self, examples: list[tuple[list[int], int]], cfg: StageWorkerConfig, rank: int, world: int):
-        from cot_ray.tasks.base import NEGATIVE
         from cot_ray.tokenizer import Tokenizer
 
         if not examples:
@@ -94,8 +93,7 @@ class Batches:
         self.batch = max(1, cfg.trainer.batch_size // world)
         tok = Tokenizer()
         self.pad = tok.pad_id
-        weight = cfg.reject_label_weight
-        self.weights = {tok.token_to_id[NEGATIVE]: weight} if weight != 1.0 else None
+        self.weights = {tok.token_to_id[label]: w for label, w in cfg.label_weights().items()} or None
         self.windows = cfg.stage == "pretrain"
         if self.windows:
             self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])

@@ -58,7 +58,8 @@ def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir
         stage=stage, out_dir=str(out_dir), init=init, steps=steps, model=model, progress=progress,
         trainer=TrainConfig.model_validate(cfg.model_dump(include=set(TrainConfig.model_fields))),
         steps_per_epoch=max(1, math.ceil(n / cfg.batch_size)),
-        reject_label_weight=cfg.reject_label_weight if isinstance(cfg, ReflectiveConfig) else 1.0)
+        **({"verification_weight": cfg.verification_weight, "reject_label_weight": cfg.reject_label_weight}
+           if isinstance(cfg, ReflectiveConfig) else {}))
     resume = latest_checkpoint(out_dir)
     log.info("%s: %d examples, %d steps on %d worker(s)%s", stage, n, steps, cfg.workers,
              f", resuming from {resume.name}" if resume else "")

@@ -51,7 +51,15 @@ class StageWorkerConfig(WorkerConfig):
     model: ModelConfig
     steps_per_epoch: int = Field(gt=0)
     progress: bool = True
-    reject_label_weight: float = Field(1.0, gt=0, description="stage III: loss weight of ✗ label tokens")
+    verification_weight: float = Field(1.0, gt=0, description="stage III: loss weight of every label token")
+    reject_label_weight: float = Field(1.0, gt=0, description="stage III: extra loss weight of ✗ label tokens")
+
+    def label_weights(self) -> dict[str, float]:
+        """The loss weight of each label token, where it is not 1 (stage III)."""
+        from cot_ray.tasks.base import NEGATIVE, POSITIVE
+
+        weights = {POSITIVE: self.verification_weight, NEGATIVE: self.verification_weight * self.reject_label_weight}
+        return {label: w for label, w in weights.items() if w != 1.0}
 
 
 class LearnerWorkerConfig(WorkerConfig):

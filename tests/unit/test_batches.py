@@ -45,3 +45,25 @@ def test_target_weights_scale_the_loss_mask_on_those_targets_only():
     assert mask[0].tolist() == [0.0, 0.0, 5.0, 1.0, 5.0, 1.0]
     assert mask[1].tolist() == [5.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     assert (mask[y == 0] == 0).all()  # padding is never a target, whatever its weight
+
+
+def test_stage_three_weights_every_label_token_and_rejects_on_top():
+    from cot_ray.config import ModelConfig, TrainConfig
+    from cot_ray.tasks import NEGATIVE, POSITIVE
+    from cot_ray.tokenizer import Tokenizer
+    from cot_ray.train.batches import Batches
+    from cot_ray.train.workers import StageWorkerConfig
+
+    tok = Tokenizer()
+    examples = [tok.example("12*3+0", "a36", POSITIVE, verification_only=True),
+                tok.example("12*3+0", "a35", NEGATIVE, verification_only=True), tok.example("12*3+0", "a36")]
+    cfg = StageWorkerConfig(stage="reflective-sft", out_dir="o", steps=1, trainer=TrainConfig(batch_size=3),
+                            model=ModelConfig(size="tiny"), steps_per_epoch=1, verification_weight=50.0,
+                            reject_label_weight=2.0)
+    _, y, mask = Batches(examples, cfg, rank=0, world=1)(0)
+    assert set(mask[y == tok.token_to_id[POSITIVE]].tolist()) == {50.0}
+    assert set(mask[y == tok.token_to_id[NEGATIVE]].tolist()) == {100.0}
+    assert mask.max(axis=1).tolist().count(1.0) == 1  # the planning example keeps weight 1
+    plain = StageWorkerConfig(stage="sft", out_dir="o", steps=1, trainer=TrainConfig(batch_size=3),
+                              model=ModelConfig(size="tiny"), steps_per_epoch=1)
+    assert Batches(examples, plain, rank=0, world=1).weights is None
