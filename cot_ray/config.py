@@ -162,15 +162,16 @@ class ReflectiveConfig(TrainConfig):
     propose_temperature: float = Field(1.0, gt=0, description="candidate steps at each visited state "
                                        "(paper: 1 for 1M, 1.25 for 4M, 1.5 for 16M)")
     proposals: int = Field(4, ge=0, description="candidate steps sampled at each state the walk visited")
-    balance: Literal["per-state", "positive-cap"] = Field("per-state", description="per-state: as many ✓ as ✗ "
+    balance: Literal["per-state", "positive-cap"] = Field("positive-cap", description="per-state: as many ✓ as ✗ "
                                                           "examples at every state (the expert's step fills a "
                                                           "missing ✓, a step with one element wrong a missing ✗), "
                                                           "so the label depends on the step, never on the state; "
                                                           "positive-cap: the samples as they come, correct ones "
-                                                          "capped at max_positive_share (the first recipe)")
+                                                          "capped at max_positive_share (the default: per-state "
+                                                          "measured worse at 1M, docs/results-history.md)")
     max_positive_share: float = Field(0.5, gt=0, le=1, description="positive-cap: cap on correct steps among "
                                       "verification examples")
-    planning_labels: bool = Field(False, description="the re-mixed expert planning examples carry the expert's "
+    planning_labels: bool = Field(True, description="the re-mixed expert planning examples carry the expert's "
                                   "labels (all positive) with the loss on them, or (false) they are state -> step "
                                   "examples as in stage II, so only the sampled, balanced examples teach labels")
     verification_share: float | None = Field(None, gt=0, lt=1, description="the share of verification examples "

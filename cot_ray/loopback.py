@@ -13,9 +13,11 @@ The last two are rewritten in the Ray worker processes (:func:`patch_worker`, ru
 ``worker_process_setup_hook``) right after the module holding them is imported, so workers that
 never touch Serve never import it. A Ray upgrade that moves the code is reported, not ignored.
 
-The same hook makes HAProxy die with the Serve actor that spawned it (``PR_SET_PDEATHSIG``, as
-Ray does for its own processes): Serve stops HAProxy when it shuts down cleanly, but when Ray is
-stopped under it (``ray stop``, a killed process group) HAProxy would live on, holding the ports.
+Serve stops HAProxy when it shuts down cleanly, but when Ray is stopped under it (``ray stop``,
+a killed process group) HAProxy lives on, holding the ports: :func:`haproxy_configs` notes the
+configuration files of a service's HAProxy processes while they run, and :func:`stop_haproxy`
+ends every process still reading one of them. (Making HAProxy share its parent's fate with
+``PR_SET_PDEATHSIG`` does not work: Serve spawns it from a thread, whose end killed it at once.)
 
 A fourth, torch's rendezvous store in every Ray Train group, is opened on 127.0.0.1 by the
 group's backend (:mod:`cot_ray.train.rendezvous`), which :data:`LOOPBACK_ENV` switches on.
@@ -23,6 +25,7 @@ group's backend (:mod:`cot_ray.train.rendezvous`), which :data:`LOOPBACK_ENV` sw
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import logging
 import os
@@ -51,7 +54,6 @@ def patch_worker() -> None:
     """In a Ray worker of a loopback run: bind Serve's extra servers to 127.0.0.1 when imported."""
     if os.environ.get("COT_RAY_LOOPBACK") == "1":
         after_import("ray.serve._private.haproxy", _haproxy_template)
-        after_import("ray.serve._private.haproxy", _haproxy_dies_with_its_parent)
         after_import("ray.serve._private.replica", _replica_grpc)
 
 
@@ -63,34 +65,6 @@ def _haproxy_template(module: ModuleType) -> None:
     for old, new in HAPROXY_BINDS.items():
         template = template.replace(old, new)
     module.HAPROXY_CONFIG_TEMPLATE = template
-
-
-def _haproxy_dies_with_its_parent(module: ModuleType) -> None:
-    """Spawn HAProxy with ``preexec_fn`` set to Ray's fate-sharing hook; the rest of asyncio stays
-    as it is (the module sees an overlay of ``asyncio`` with one function replaced)."""
-    from ray._private.utils import detect_fate_sharing_support_linux, set_kill_on_parent_death_linux
-
-    if not detect_fate_sharing_support_linux():
-        log.warning("no PR_SET_PDEATHSIG here: HAProxy outlives a Ray stopped under it")
-        return
-    spawn = module.asyncio.create_subprocess_exec
-
-    async def create_subprocess_exec(*args, **kwargs):
-        return await spawn(*args, preexec_fn=set_kill_on_parent_death_linux, **kwargs)
-
-    module.asyncio = _Overlay(module.asyncio, create_subprocess_exec=create_subprocess_exec)
-
-
-class _Overlay(ModuleType):
-    """A module that answers ``overrides`` first, then ``base``'s attributes."""
-
-    def __init__(self, base: ModuleType, **overrides: object) -> None:
-        super().__init__(base.__name__)
-        self.__dict__.update(overrides)
-        self._base = base
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._base, name)
 
 
 def _replica_grpc(module: ModuleType) -> None:
@@ -137,3 +111,32 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         spec.loader.exec_module = exec_module
         return spec
+
+
+def haproxy_configs(root_pid: int) -> set[str]:
+    """The ``-f`` configuration files of the HAProxy processes below ``root_pid`` (HAProxy reloads
+    start new processes on the same file, so the file names the service's HAProxy for good)."""
+    import psutil
+
+    configs = set()
+    for proc in psutil.Process(root_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            args = proc.cmdline()
+            if proc.name() == "haproxy" and "-f" in args[:-1]:
+                configs.add(args[args.index("-f") + 1])
+    return configs
+
+
+def stop_haproxy(configs: set[str]) -> int:
+    """Kill every process still reading one of ``configs`` (orphans of a Ray stopped under the
+    service); returns how many there were."""
+    import psutil
+
+    killed = 0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        args = proc.info["cmdline"] or []
+        if proc.info["name"] == "haproxy" and "-f" in args[:-1] and args[args.index("-f") + 1] in configs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed += 1
+    return killed

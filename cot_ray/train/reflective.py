@@ -12,15 +12,17 @@ Paper stage III, with our decisions for what it leaves open (docs/decisions.md, 
    detailed).
 4. **Balance** (``balance``):
 
-   - ``per-state`` (the default): every state carries as many ✓ as ✗ examples, so the state
+   - ``per-state``: every state carries as many ✓ as ✗ examples, so the state
      tells nothing about the label and only the step does. A side the policy left short is
      filled: ✓ with the expert's step, ✗ with a right step that has one element wrong
      (:meth:`Task.corrupt_step`), its kind drawn from the failure kinds of the policy's own
      wrong steps. Without this, at the states where the policy errs almost every sample is
      wrong, and a small verifier learns "this state is hard: reject", then rejects every
      revision there too (measured: 93-99.8% of right revisions rejected).
-   - ``positive-cap``: the sampled steps as they come, correct ones capped at
-     ``max_positive_share`` (the first recipe, kept to reproduce earlier runs).
+   - ``positive-cap`` (the default): the sampled steps as they come, correct ones capped at
+     ``max_positive_share``. Measured on Mult at 1M (docs/results-history.md, 2026-12-03), the
+     per-state recipe removed the state prior but taught no step check in its place (within-state
+     AUC 0.54-0.60 against 0.58), and its rejections cost RMTP 9-18 points; this one costs nothing.
 5. For optional verification an equal number of empty-verification copies is added
    (paper Sec. 5.2).
 """

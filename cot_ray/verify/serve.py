@@ -25,6 +25,7 @@ processes, so it is chosen when Ray starts (``start_verifier`` sets it for a loc
 cluster it is the pods' environment, see ``deployments/rayservice.yaml``).
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -278,22 +279,28 @@ def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, i
     """``cot-ray serve verifier``: serve until Ctrl-C or SIGTERM, then shut Serve and Ray down.
 
     SIGTERM is handled from the start, so a service stopped while it starts still shuts down what
-    it started; HAProxy also dies with its parent when Ray is stopped under it
-    (:mod:`cot_ray.loopback`)."""
+    it started; HAProxy processes left by a Ray stopped under the service are ended too
+    (:func:`cot_ray.loopback.stop_haproxy`)."""
     import ray
 
+    from cot_ray.loopback import haproxy_configs, stop_haproxy
+
     signal.signal(signal.SIGTERM, _interrupt)
+    configs: set[str] = set()
     try:
         url = start_verifier(host, port, replicas, batching=batching, ingress=ingress,
                              request_timeout_s=request_timeout_s)
+        configs = haproxy_configs(os.getpid())
         print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
         if ray.is_initialized():
-            serve.shutdown()
+            with contextlib.suppress(Exception):  # Ray may be gone already (ray stop)
+                serve.shutdown()
             ray.shutdown()
+        stop_haproxy(configs)
 
 
 class PortTaken(ValueError):

@@ -51,7 +51,7 @@ def test_per_state_balance_gives_every_state_as_many_right_as_wrong_steps():
     are equally many, the greedy step is among the proposals, and the fills are labelled right."""
     pool = RecordingPool(ExpertPolicy(mult, step_error=0.3))
     queries = problems(mult, "id-easy", 40, 0, "reflective")
-    records = sample_verification_records(pool, "mult", queries, _cfg(proposals=2))
+    records = sample_verification_records(pool, "mult", queries, _cfg(proposals=2, balance="per-state"))
     assert [c.plan_temperature for c in pool.calls] == [0.75, 1.0, 0.0]  # walk, samples, greedy
     sides: dict[str, Counter] = {}
     for r in records:
@@ -108,14 +108,14 @@ def test_planning_examples_carry_labels_only_when_asked():
     from cot_ray.train.data import sft_batch
     from cot_ray.train.stages import planning_labels
 
-    assert planning_labels(ReflectiveConfig()) is None  # the default: plain state -> step examples
-    on = ReflectiveConfig(planning_labels=True)
+    assert planning_labels(ReflectiveConfig(planning_labels=False)) is None  # plain state -> step examples
+    on = ReflectiveConfig()  # the default: the expert's labels, with the loss on them
     assert planning_labels(on) == "binary"
     assert planning_labels(ReflectiveConfig(verification="optional", planning_labels=True)) == "detailed"
     table = make_table("mult", "id-easy", 0, 0, 3)
     tok = Tokenizer()
     labelled = sft_batch(table, planning_labels(on)).column("ids").to_pylist()
-    plain = sft_batch(table, planning_labels(ReflectiveConfig())).column("ids").to_pylist()
+    plain = sft_batch(table, planning_labels(ReflectiveConfig(planning_labels=False))).column("ids").to_pylist()
     assert all("✓" in tok.decode(ids) for ids in labelled) and not any("✓" in tok.decode(ids) for ids in plain)
 
 
