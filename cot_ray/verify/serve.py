@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -290,9 +291,11 @@ def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, i
     try:
         url = start_verifier(host, port, replicas, batching=batching, ingress=ingress,
                              request_timeout_s=request_timeout_s)
-        configs = haproxy_configs(os.getpid())
+        signal.signal(signal.SIGTERM, _interrupt)  # again: ray.init installed its own, which exits at once
         print(f"verifier serving at {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
-        signal.pause()
+        while True:  # until a signal; HAProxy reloads onto new config files, so keep noting them
+            configs |= haproxy_configs(os.getpid())
+            time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
