@@ -277,7 +277,8 @@ def start_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
 
 def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, ingress: str = "auto",
                  batching: bool = False, request_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-    """``cot-ray serve verifier``: serve until Ctrl-C or SIGTERM, then shut Serve and Ray down.
+    """``cot-ray serve verifier``: serve until Ctrl-C or SIGTERM, then shut Serve and Ray down
+    (only if this call started Ray: a caller that had Ray running keeps it and its applications).
 
     SIGTERM is handled from the start, so a service stopped while it starts still shuts down what
     it started; HAProxy processes left by a Ray stopped under the service are ended too
@@ -286,7 +287,8 @@ def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, i
 
     from cot_ray.loopback import haproxy_configs, stop_haproxy
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    owns_ray = not ray.is_initialized()  # an embedding caller's Ray (and its apps) is not ours to stop
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     configs: set[str] = set()
     try:
         url = start_verifier(host, port, replicas, batching=batching, ingress=ingress,
@@ -299,7 +301,8 @@ def run_verifier(host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, i
     except KeyboardInterrupt:
         pass
     finally:
-        if ray.is_initialized():
+        signal.signal(signal.SIGTERM, previous)
+        if owns_ray and ray.is_initialized():
             with contextlib.suppress(Exception):  # Ray may be gone already (ray stop)
                 serve.shutdown()
             ray.shutdown()
