@@ -13,6 +13,7 @@
     eval/<policy>-<task>-<difficulty>-<mode>.jsonl   one line per problem
     report.md, accuracy.png, heatmap.png, rl.png     the report
     pipeline.log                      everything the run logged
+    profile.json                      seconds per stage and phase (:mod:`cot_ray.profile`)
 
 **The resume rule** (:func:`is_complete`): an output counts as done only if it is complete.
 Every output is written atomically (:mod:`cot_ray.atomic`), so a crash never leaves a partial
@@ -156,6 +157,10 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def profile(self) -> Path:
+        return self.root / "profile.json"
 
     def figure(self, name: str) -> Path:
         """``<name>.png`` beside the report (accuracy, heatmap, rl)."""

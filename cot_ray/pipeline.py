@@ -29,6 +29,8 @@ from cot_ray.data.splits import held_out_of, make_problem
 from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
 from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RLRun, RunLayout, is_complete
 from cot_ray.mtp import ExpertPolicy, Trajectory
+from cot_ray.profile import Profile, phase
+from cot_ray.profile import stage as profiled
 from cot_ray.report import write_report
 from cot_ray.run_record import open_run
 from cot_ray.stats import paired_interval
@@ -97,7 +99,7 @@ def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True,
     run = RunLayout(Path(out).resolve())
     run.root.mkdir(parents=True, exist_ok=True)
     open_run(run, config, allow_config_change)
-    t0 = time.time()
+    t0, profile = time.time(), Profile.load(run.profile)
     for stage in plan(config, run.root, progress):
         if stage.done():
             log.info("%s: done (%s), skipped", stage.name, ", ".join(map(run.relative, stage.outputs)))
@@ -106,7 +108,8 @@ def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True,
         if absent:
             raise RuntimeError(f"{stage.name} needs {', '.join(absent)}, which no earlier stage wrote")
         t_stage = time.time()
-        stage.run()
+        with profiled(profile, stage.name):
+            stage.run()
         log.info("%s: finished in %.0fs", stage.name, time.time() - t_stage)
     summaries = [run.eval_summary(name) for name in EVALS]
     rows = [row for path in summaries if is_complete(path) for row in json.loads(path.read_text())]
@@ -126,8 +129,9 @@ def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> list[str]
             log.info("corpus %s: %s complete, skipped", task, path)
             continue
         t0 = time.time()
-        table = generate_corpus(task, c.n, str(path), seed=c.seed, difficulty=c.difficulty,
-                                shard_size=c.shard_size, progress=progress, exclude=held_out_of(config, task))
+        with phase("data"):
+            table = generate_corpus(task, c.n, str(path), seed=c.seed, difficulty=c.difficulty,
+                                    shard_size=c.shard_size, progress=progress, exclude=held_out_of(config, task))
         log.info("corpus %s: %d rows in %.1fs -> %s", task, table.num_rows, time.time() - t0, path)
     return paths
 
@@ -158,6 +162,7 @@ def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list
 
 def expert_eval_stage(config: PipelineConfig, run: RunLayout, progress: bool) -> list[dict]:
     """Baselines: the expert and noisy experts through MTP, RMTP and RTBS."""
+    @phase("evaluation")
     def compute() -> list[dict]:
         e, rows = config.eval, []
         policies = {"expert": {}} | {
@@ -181,7 +186,11 @@ def evaluation(config: PipelineConfig, run: RunLayout, stage: str, modes: list[s
     """The evaluation of a stage's checkpoint, held by ``pool``: ``eval/<its folder>.json`` (and
     the JSONLs), made unless complete. Every checkpoint of the run is evaluated through here."""
     name = STAGES[stage]
-    return _cached(run.eval_summary(name), lambda: eval_checkpoint(config, pool, name, modes, run.root))
+    def compute() -> list[dict]:
+        with phase("evaluation"):
+            return eval_checkpoint(config, pool, name, modes, run.root)
+
+    return _cached(run.eval_summary(name), compute)
 
 
 def sft_pool_stage(config: PipelineConfig, run: RunLayout) -> None:
@@ -217,8 +226,9 @@ def control_stage(config: PipelineConfig, run: RunLayout, corpora: list[str], pr
     log.info("control: %d planning steps (stage III: %d steps, %.0f%% of its examples planning)",
              planning_steps, steps, 100 * mix.planning_share)
     cfg = TrainConfig.model_validate({**r.model_dump(include=set(TrainConfig.model_fields)), "steps": planning_steps})
-    return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), run.stage("control"),
-                     init=str(run.final("sft")), progress=progress)
+    with phase("training"):
+        return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), run.stage("control"),
+                         init=str(run.final("sft")), progress=progress)
 
 
 def rl_stage(config: PipelineConfig, run: RunLayout, rl: RLRun, modes: list[str], progress: bool) -> None:
@@ -226,8 +236,9 @@ def rl_stage(config: PipelineConfig, run: RunLayout, rl: RLRun, modes: list[str]
     own pool, which holds the final weights when training ends (no extra engine start)."""
     from cot_ray.rl.driver import run_rl
 
-    run_rl(config, str(run.final(rl.init)), rl.mode, run.stage(rl.stage), progress=progress,
-           on_done=lambda pool: evaluation(config, run, rl.stage, modes, pool))
+    with phase("RL"):
+        run_rl(config, str(run.final(rl.init)), rl.mode, run.stage(rl.stage), progress=progress,
+               on_done=lambda pool: evaluation(config, run, rl.stage, modes, pool))
     if not is_complete(run.eval_summary(rl.name)):  # the RL run was already finished: a fresh pool
         eval_stage(config, run, rl.stage, modes)
 
@@ -262,8 +273,9 @@ def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str
     else:
         cfg = config.pretrain if stage == "pretrain" else config.sft
         dataset = corpus_dataset(corpora, stage)
-    return run_stage(stage, cfg, config.model, dataset, run.stage(stage), init=str(init) if init else None,
-                     progress=progress)
+    with phase("training"):
+        return run_stage(stage, cfg, config.model, dataset, run.stage(stage), init=str(init) if init else None,
+                         progress=progress)
 
 
 def with_pool(config: PipelineConfig, checkpoint: Path, work):
@@ -279,8 +291,9 @@ def with_pool(config: PipelineConfig, checkpoint: Path, work):
 def _pool(config: PipelineConfig, checkpoint: str):
     from cot_ray.rollout.pool import pool_from_config
 
-    pool = pool_from_config(config.rollout, checkpoint)
-    pool.wait_ready()
+    with phase("engine start"):
+        pool = pool_from_config(config.rollout, checkpoint)
+        pool.wait_ready()
     return pool
 
 
@@ -331,7 +344,9 @@ def reflective_queries(config: PipelineConfig, task_name: str) -> list[Problem]:
 def _sample_reflective(config: PipelineConfig, pool, task_name: str, path: Path) -> None:
     from cot_ray.train.reflective import sample_verification_records
 
-    records = sample_verification_records(pool, task_name, reflective_queries(config, task_name), config.reflective_sft)
+    with phase("sampling"):
+        records = sample_verification_records(pool, task_name, reflective_queries(config, task_name),
+                                              config.reflective_sft)
     write_parquet(path, pa.Table.from_pylist([x.row() for x in records]))
     sources = Counter(x.source for x in records)
     log.info("reflective data %s: %d examples (%d wrong steps; %s) -> %s", task_name, len(records),

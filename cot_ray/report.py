@@ -288,6 +288,22 @@ def _rl_section(out: Path) -> list[str]:
     return lines + ["", "![rl](rl.png)", ""]
 
 
+def _profile(out: Path) -> list[str]:
+    """Where the run's time went (``profile.json``): minutes per stage and phase."""
+    from cot_ray.profile import OTHER, PHASES, Profile
+
+    rows = Profile.load(RunLayout(out).profile).rows()
+    if not rows:
+        return []
+    columns = ("wall", *PHASES, OTHER)
+    lines = ["## Where the time went", "",
+             "Minutes per stage and phase (cot_ray.profile; an interrupted stage's attempts add up):", "",
+             "| stage | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for stage, row in rows:
+        lines.append(f"| {stage} | " + " | ".join(f"{row[c] / 60:.1f}" if row[c] else "-" for c in columns) + " |")
+    return lines + [""]
+
+
 def _num(x: float) -> str:
     return "-" if x != x else f"{x:.3f}"  # NaN: the metric was undefined at that update
 
@@ -341,6 +357,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
             for difficulty, values in table.items():
                 lines.append(f"| {family} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
         lines.append("")
+    lines += _profile(out)
     lines += ["![accuracy](accuracy.png)", ""]
     plot_accuracy(rows, modes, run.figure("accuracy"))
     return write_text(run.report, "\n".join(lines))

@@ -26,6 +26,7 @@ from cot_ray.config import PipelineConfig
 from cot_ray.layout import is_complete
 from cot_ray.mtp import Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
+from cot_ray.profile import phase
 from cot_ray.rl.experience import GroupFilter, Sampled, build_experience, shard
 from cot_ray.rl.learner_group import LearnerGroup
 from cot_ray.rl.records import Published, RolloutBatch, Timings
@@ -106,7 +107,8 @@ class _Controller:
         first: dict[str, Any] | None = None
         t_run = time.perf_counter()
         try:
-            self.pool.wait_ready()
+            with phase("engine start"):
+                self.pool.wait_ready()
             version, t_last = self.start, time.perf_counter()
             batch = self.sample(self.start)
             for update in range(self.start, rl.updates):
