@@ -54,12 +54,11 @@ def check_size(size: str, seconds: float) -> list[str]:
     import torch
 
     from cot_ray.config import RLConfig
-    from cot_ray.model.tiny import MODEL_SIZES, build_model, count_parameters
+    from cot_ray.model.tiny import build_model, count_parameters, training_flops_per_token
     from cot_ray.rl.learner import policy_step
     from cot_ray.train.loop import make_optimizer, supervised_step
 
     dev = torch.device("cuda")
-    shape = MODEL_SIZES[size]
 
     def autocast():
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -70,8 +69,7 @@ def check_size(size: str, seconds: float) -> list[str]:
     n_params = count_parameters(model)
 
     def flops_per_token(seq: int, reference: bool) -> float:
-        attn = 12 * shape.n_layers * shape.d_model * seq
-        return 6 * n_params + attn + ((2 * n_params + attn / 3) if reference else 0)
+        return training_flops_per_token(size, n_params, seq, reference)
     opt = make_optimizer(model, 1e-3, 0.1)
     b, seq = 64, 512
     x = torch.randint(0, 30, (b, seq), device=dev)

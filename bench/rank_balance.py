@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+from common import mult_corpus, stage_examples, worker_config
 
 
 def independent_rows(lengths: np.ndarray, batch: int, world: int, steps: int, seed: int) -> list[list[np.ndarray]]:
@@ -77,20 +78,10 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=2000, help="corpus size (mult)")
     args = ap.parse_args()
 
-    import pyarrow.parquet as pq
-
-    from cot_ray.config import ModelConfig, TrainConfig
-    from cot_ray.data.corpus import generate_corpus
-    from cot_ray.train.data import sft_batch
-    from cot_ray.train.workers import StageWorkerConfig
-
     with tempfile.TemporaryDirectory() as tmp:
-        generate_corpus("mult", args.problems, f"{tmp}/corpus.parquet", parallel=False)
-        table = sft_batch(pq.read_table(f"{tmp}/corpus.parquet", columns=["trace"]))
-    examples = sorted(zip(table.column("ids").to_pylist(), table.column("start").to_pylist()))
+        examples = sorted(stage_examples("sft", mult_corpus(tmp, args.problems)))
     lengths = np.array([len(ids) for ids, _ in examples])
-    cfg = StageWorkerConfig(stage="sft", out_dir=".", steps=args.steps, model=ModelConfig(size=args.size),
-                            trainer=TrainConfig(batch_size=args.batch), steps_per_epoch=-(-len(examples) // args.batch))
+    cfg = worker_config("sft", args.size, args.batch, args.steps, len(examples))
     runs = {"independent per rank": replay(examples, independent_rows(lengths, args.batch, args.world, args.steps, 0),
                                            args.size),
             "one global batch, split": replay(examples, global_rows(examples, cfg, args.world, args.steps), args.size)}

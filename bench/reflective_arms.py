@@ -43,9 +43,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import difficulty_sizes, trained_on
 
 from cot_ray.config import PipelineConfig, load_config
-from cot_ray.data.splits import key, problems
+from cot_ray.data.splits import problems
 from cot_ray.evaluate import Summary
 from cot_ray.layout import RunLayout, is_complete
 from cot_ray.stats import paired_interval, wilson
@@ -72,21 +73,13 @@ ARMS: dict[str, Arm] = {
 }
 
 
-def trained_on(config: PipelineConfig, run: Path, task: str) -> frozenset[str]:
-    """Every question the run trained on (corpus and stage-III queries): evaluations skip them, so
-    the held-out rule holds even past the run's own ``eval.n`` / ``validation_n``."""
-    from cot_ray.pipeline import reflective_queries
-
-    corpus = pq.read_table(run / "data" / f"corpus-{task}.parquet", columns=["question"]).column("question")
-    return frozenset(corpus.to_pylist()) | {key(p) for p in reflective_queries(config, task)}
-
-
 def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[str], split: str,
            difficulties: list[str], auc_problems: int, auc_samples: int
            ) -> tuple[dict[str, Path], dict[str, list[Proposal]]]:
     """On one pool over the stage-II policy: each arm's stage-III data (cached in ``out``) and the
     proposals every verifier is ranked on."""
-    from cot_ray.pipeline import reflective_queries, with_pool
+    from cot_ray.pipeline import reflective_queries
+    from cot_ray.rollout.keeper import with_pool
     from cot_ray.train.reflective import sample_steps, verification_records
 
     r = config.reflective_sft
@@ -117,7 +110,7 @@ def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[s
             judged_path.write_text("".join(line + "\n" for line in lines))
 
     if missing or not judged_path.exists():
-        with_pool(config, RunLayout(run).final("sft"), work)
+        with_pool(config.rollout, RunLayout(run).final("sft"), work)
     judged: dict[str, list[Proposal]] = {}
     for line in judged_path.read_text().splitlines():
         row = json.loads(line)
@@ -145,7 +138,7 @@ def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[st
              modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool, exclude: frozenset[str]) -> dict:
     """Every mode on the same problems per difficulty (outcomes kept for pairing), e+/e-, and the
     discrimination of the arm's verifier on the shared proposals."""
-    from cot_ray.pipeline import with_pool
+    from cot_ray.rollout.keeper import with_pool
     from cot_ray.verify.scoring import acceptance
 
     def work(pool) -> dict:
@@ -162,7 +155,7 @@ def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[st
             rows[d] = row
         return rows
 
-    rows = with_pool(config, checkpoint, work)
+    rows = with_pool(config.rollout, checkpoint, work)
     for d, props in proposals.items():
         labels = [p if detailed else replace(p, n_labels=1) for p in props]
         rows[d]["discrimination"] = discrimination(labels, acceptance(str(checkpoint), labels)).to_dict()
@@ -232,7 +225,7 @@ def main() -> None:
         p.error("--arms: name at least two different arms")
     if "mtp" not in args.modes:
         p.error("--modes: mtp is the reference every difference is taken against")
-    sizes = {d: int(n) for d, n in (x.split("=") for x in args.n)}
+    sizes = difficulty_sizes(args.n)
 
     run, config = Path(args.run).resolve(), load_config(args.config)
     task = config.corpus.tasks[0]

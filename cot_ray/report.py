@@ -17,7 +17,9 @@ from pathlib import Path
 from cot_ray.atomic import write_text
 from cot_ray.config import PipelineConfig
 from cot_ray.layout import RL_RUNS, STAGES, RunLayout
+from cot_ray.mtp.execute import MODES
 from cot_ray.plots import plot_accuracy, plot_heatmap, plot_rl
+from cot_ray.profile import Profile
 from cot_ray.stats import counts, verdict, wilson
 from cot_ray.tasks import TaskFamily, family_of
 
@@ -44,7 +46,7 @@ COMPARISONS: tuple[tuple[str, tuple[str, str], tuple[str, str]], ...] = (
     ("stage III: RMTP vs MTP", (_S3, "rmtp"), (_S3, "mtp")),
     ("stage III: RTBS vs MTP", (_S3, "rtbs"), (_S3, "mtp")),
     ("RL-MTP vs stage II, MTP", (_RL_MTP, "mtp"), (_SFT, "mtp")),
-    *((f"RL-RMTP vs stage III, {m.upper()}", (_RL_RMTP, m), (_S3, m)) for m in ("mtp", "rmtp", "rtbs")),
+    *((f"RL-RMTP vs stage III, {m.upper()}", (_RL_RMTP, m), (_S3, m)) for m in MODES),
 )
 """(label, (policy, mode) of the first run, (policy, mode) of the second); reported as first - second."""
 
@@ -288,22 +290,6 @@ def _rl_section(out: Path) -> list[str]:
     return lines + ["", "![rl](rl.png)", ""]
 
 
-def _profile(out: Path) -> list[str]:
-    """Where the run's time went (``profile.json``): minutes per stage and phase."""
-    from cot_ray.profile import OTHER, PHASES, Profile
-
-    rows = Profile.load(RunLayout(out).profile).rows()
-    if not rows:
-        return []
-    columns = ("wall", *PHASES, OTHER)
-    lines = ["## Where the time went", "",
-             "Minutes per stage and phase (cot_ray.profile; an interrupted stage's attempts add up):", "",
-             "| stage | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    for stage, row in rows:
-        lines.append(f"| {stage} | " + " | ".join(f"{row[c] / 60:.1f}" if row[c] else "-" for c in columns) + " |")
-    return lines + [""]
-
-
 def _num(x: float) -> str:
     return "-" if x != x else f"{x:.3f}"  # NaN: the metric was undefined at that update
 
@@ -357,7 +343,7 @@ def write_report(config: PipelineConfig, rows: list[dict], out: Path) -> Path:
             for difficulty, values in table.items():
                 lines.append(f"| {family} | {difficulty} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
         lines.append("")
-    lines += _profile(out)
+    lines += Profile.load(run.profile).markdown()
     lines += ["![accuracy](accuracy.png)", ""]
     plot_accuracy(rows, modes, run.figure("accuracy"))
     return write_text(run.report, "\n".join(lines))

@@ -29,6 +29,15 @@ MODEL_SIZES: dict[str, ModelSize] = {
     "4M": ModelSize(256, 5, 8),
     "16M": ModelSize(512, 5, 8),
 }
+def training_flops_per_token(size: str, n_params: int, seq: int, reference: bool = False) -> float:
+    """Model FLOPs of one trained token at context ``seq``: 6N for the matrices (forward and
+    backward) plus 12 L d T for attention (PaLM's accounting); ``reference`` adds a frozen
+    model's forward (2N + 4 L d T), as in the RL learner's KL term."""
+    shape = MODEL_SIZES[size]
+    attention = 12 * shape.n_layers * shape.d_model * seq
+    return 6 * n_params + attention + ((2 * n_params + attention / 3) if reference else 0)
+
+
 VOCAB_SIZE = 32
 """The tokenizer's 30 entries rounded up (ids 30-31 are never produced by the tokenizer)."""
 

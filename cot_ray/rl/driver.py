@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cot_ray.config import PipelineConfig
 from cot_ray.layout import is_complete
@@ -34,6 +34,9 @@ from cot_ray.tasks import get_task
 from cot_ray.tracking import MetricsLog
 from cot_ray.train.checkpoints import latest_checkpoint, load_trainer_state, model_folder
 from cot_ray.verify.verifier import Score
+
+if TYPE_CHECKING:
+    from cot_ray.rollout.pool import RolloutPool
 
 log = logging.getLogger(__name__)
 FIELDS = ["update", "policy_version", "reward", "accuracy", "reflection", "e_plus", "e_minus", "kl", "entropy",
@@ -59,12 +62,14 @@ def queries(config: PipelineConfig, update: int, round_: int = 0) -> tuple[str, 
 
 
 def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progress: bool = True,
-           on_done: Callable[[Any], Any] | None = None) -> Path:
+           on_done: Callable[[Any], Any] | None = None, pool: RolloutPool | None = None) -> Path:
     """RL-tune the policy at ``init`` through the MTP or RMTP into ``out``; returns ``out/final``.
 
     Resumes from ``out``'s latest checkpoint (same update number, same data); the reference
     policy stays ``init``. ``on_done(pool)`` runs after the last update, while the rollout pool
-    (holding the final weights) is still up: evaluation without another engine start.
+    (holding the final weights) is still up: evaluation without another engine start. ``pool``:
+    a running pool of ``rl.rollout``'s size to roll out on (its weights are replaced, and it is
+    left running); by default the run starts one of its own and shuts it down.
     """
     init = model_folder(init)
     out = Path(out).resolve()
@@ -76,7 +81,7 @@ def run_rl(config: PipelineConfig, init: str, mode: str, out: str | Path, progre
         log.info("rl: resuming from %s at update %d", latest, start)
     if start >= config.rl.updates and is_complete(out / "final"):
         return out / "final"
-    _Controller(config, init, mode, out, start, str(latest or init)).run(progress, on_done)
+    _Controller(config, init, mode, out, start, str(latest or init), pool).run(progress, on_done)
     return out / "final"
 
 
@@ -85,7 +90,8 @@ class _Controller:
     :meth:`sample` (pool) -> :meth:`score` (reward actor) -> :meth:`learn` (push to the learner,
     wait for its new version) -> :meth:`sync` (new weights into the pool) -> one metrics row."""
 
-    def __init__(self, config: PipelineConfig, init: str, mode: str, out: Path, start: int, weights: str) -> None:
+    def __init__(self, config: PipelineConfig, init: str, mode: str, out: Path, start: int, weights: str,
+                 pool: RolloutPool | None) -> None:
         from cot_ray.raycluster import ensure_ray
         from cot_ray.rollout.pool import pool_from_config
         from cot_ray.verify import RewardModel, actor_class
@@ -93,7 +99,12 @@ class _Controller:
         self.config, self.rl, self.mode, self.start = config, config.rl, mode, start
         ensure_ray()
         self.reward = actor_class(RewardModel, num_cpus=0).remote()
-        self.pool = pool_from_config(config.rollout.sized(self.rl.rollout), weights, version=start)
+        self.owns_pool = pool is None
+        if pool is None:
+            self.pool = pool_from_config(config.rollout.sized(self.rl.rollout), weights, version=start)
+        else:
+            self.pool = pool
+            pool.update_weights(weights, start)
         self.learner = LearnerGroup(self.rl, init, out)
         self.metrics = MetricsLog(out, FIELDS, start)
 
@@ -144,7 +155,8 @@ class _Controller:
         finally:
             bar.close()
             self.metrics.close()
-            self.pool.shutdown()
+            if self.owns_pool:
+                self.pool.shutdown()
             ray.kill(self.reward)
 
     def sample(self, update: int) -> RolloutBatch:

@@ -24,6 +24,11 @@ from cot_ray.tokenizer import Tokenizer
 EXAMPLE_SCHEMA = pa.schema([pa.field("ids", pa.list_(pa.int32())), pa.field("start", pa.int32())])
 
 
+def examples_of(table: pa.Table) -> list[tuple[list[int], int]]:
+    """The (ids, start) examples of a table of :data:`EXAMPLE_SCHEMA`, as the batches take them."""
+    return list(zip(table.column("ids").to_pylist(), table.column("start").to_pylist()))
+
+
 def documents_batch(batch: pa.Table) -> pa.Table:
     """Ray Data ``map_batches`` function: corpus rows -> pretraining documents."""
     tok = Tokenizer()

@@ -22,10 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def _load_examples(shard) -> list[tuple[list[int], int]]:
-    examples = []
-    for batch in shard.iter_batches(batch_size=1024, batch_format="pyarrow"):
-        examples.extend(zip(batch.column("ids").to_pylist(), batch.column("start").to_pylist()))
-    return examples
+    from cot_ray.train.data import examples_of  # Arrow: not needed by the step functions (GPU check)
+
+    return [e for batch in shard.iter_batches(batch_size=1024, batch_format="pyarrow") for e in examples_of(batch)]
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

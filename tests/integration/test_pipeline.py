@@ -87,6 +87,21 @@ def test_the_run_folder_keeps_the_whole_log(smoke_run):
     assert str(out / "pipeline.log") in console  # the terminal says where it is
 
 
+def test_consecutive_rollout_stages_share_one_pool_and_the_report_shows_where_the_time_went(smoke_run):
+    """Two pool starts in a whole run: stage II's (evaluation and stage-III sampling), and one
+    reloaded for both stage-III evaluations and both RL runs (a restart costs 40-90 s)."""
+    out, _, _ = smoke_run
+    log = (out / "pipeline.log").read_text()
+    assert "rollout pool started 2 time(s) in this run" in log
+    assert log.count("(no restart)") == 3  # the control's weights, then stage II's (RL MTP), stage III's (RL RMTP)
+    profile = json.loads((out / "profile.json").read_text())
+    starts = [stage for stage, row in profile.items() if row.get("engine start")]
+    assert starts[:2] == ["stage II eval + stage-III sampling", "stage III eval"], starts
+    assert profile["stage II: SFT"]["training"] > 0 and profile["stage III eval"]["evaluation"] > 0
+    assert all(row["wall"] >= sum(v for k, v in row.items() if k != "wall") - 1e-6 for row in profile.values())
+    assert "## Where the time went" in (out / "report.md").read_text()
+
+
 def test_bad_config_exits_with_the_field_name(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("corpus:\n  n: -1\n")

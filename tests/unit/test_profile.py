@@ -38,3 +38,14 @@ def test_a_rerun_stage_adds_to_its_first_attempt_and_phases_outside_a_stage_coun
     assert list(seconds) == ["stage II"] and seconds["stage II"]["training"] >= 0.04
     with pytest.raises(ValueError, match="unknown phase"), phase("lunch"):
         pass
+
+
+def test_the_report_section_has_a_row_per_stage_and_a_total(tmp_path):
+    profile = Profile(tmp_path / "profile.json", {"stage I": {"wall": 120.0, "training": 90.0},
+                                                   "stage II eval": {"wall": 60.0, "engine start": 45.0}})
+    lines = profile.markdown()
+    assert lines[0] == "## Where the time went"
+    rows = [line for line in lines if line.startswith("| stage I") or line.startswith("| all stages")]
+    assert rows[0] == "| stage I | 2.0 | - | - | 1.5 | - | - | - | 0.5 |"
+    assert rows[-1] == "| all stages | 3.0 | - | 0.8 | 1.5 | - | - | - | 0.8 |"
+    assert Profile(tmp_path / "none.json").markdown() == []

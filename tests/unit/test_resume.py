@@ -23,7 +23,7 @@ def fake_plan(monkeypatch):
     """``run_pipeline`` over a two-stage plan that counts its runs (no Ray, no report)."""
     runs: list[str] = []
 
-    def plan(config, out, progress=True):
+    def plan(config, out, progress=True, pools=None):
         run = RunLayout(out)
         first, second = run.eval_summary("first"), run.eval_summary("second")
         return [Stage("first", (), (first,), lambda: (runs.append("first"), write_json(first, [1]))),

@@ -1,0 +1,57 @@
+"""What the benches share: stage data from a freshly generated corpus, and a worker config for it.
+
+Each bench script runs as ``python bench/<name>.py`` (its folder is on ``sys.path``), so they
+import this as ``common``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cot_ray.config import ModelConfig, PipelineConfig, TrainConfig
+from cot_ray.train.workers import StageWorkerConfig
+
+
+def mult_corpus(folder: str, problems: int) -> str:
+    """A new multiplication corpus of ``problems`` expert CoTs in ``folder``; its path."""
+    from cot_ray.data.corpus import generate_corpus
+
+    path = f"{folder}/corpus.parquet"
+    generate_corpus("mult", problems, path, parallel=False)
+    return path
+
+
+def stage_examples(stage: str, corpus: str) -> list[tuple[list[int], int]]:
+    """A corpus's stage-I documents (``pretrain``) or stage-II (state -> step) examples (``sft``)."""
+    import pyarrow.parquet as pq
+
+    from cot_ray.train.data import documents_batch, examples_of, sft_batch
+
+    traces = pq.read_table(corpus, columns=["trace"])
+    return examples_of((documents_batch if stage == "pretrain" else sft_batch)(traces))
+
+
+def worker_config(stage: str, size: str, batch: int, steps: int, n_examples: int, block: int = 256,
+                  max_len: int = 640) -> StageWorkerConfig:
+    """The config a Ray Train worker of ``stage`` would get for these examples."""
+    return StageWorkerConfig(stage=stage, out_dir=".", steps=steps, model=ModelConfig(size=size),
+                             trainer=TrainConfig(batch_size=batch, block_size=block, max_len=max_len),
+                             steps_per_epoch=max(1, -(-n_examples // batch)))
+
+
+def trained_on(config: PipelineConfig, run: Path, task: str) -> frozenset[str]:
+    """Every question the run trained on (corpus and stage-III queries): evaluations skip them, so
+    the held-out rule holds even past the run's own ``eval.n`` / ``validation_n``."""
+    import pyarrow.parquet as pq
+
+    from cot_ray.data.splits import key
+    from cot_ray.layout import RunLayout
+    from cot_ray.pipeline import reflective_queries
+
+    corpus = pq.read_table(RunLayout(run).corpus(task), columns=["question"]).column("question")
+    return frozenset(corpus.to_pylist()) | {key(p) for p in reflective_queries(config, task)}
+
+
+def difficulty_sizes(pairs: list[str]) -> dict[str, int]:
+    """``["id-easy=300", "id-hard=1000"]`` -> problems per difficulty (the benches' ``--n``)."""
+    return {d: int(n) for d, n in (x.split("=") for x in pairs)}
