@@ -6,6 +6,7 @@ import this as ``common``.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cot_ray.config import ModelConfig, PipelineConfig, TrainConfig
@@ -52,6 +53,34 @@ def trained_on(config: PipelineConfig, run: Path, task: str) -> frozenset[str]:
     return frozenset(corpus.to_pylist()) | {key(p) for p in reflective_queries(config, task)}
 
 
-def difficulty_sizes(pairs: list[str]) -> dict[str, int]:
-    """``["id-easy=300", "id-hard=1000"]`` -> problems per difficulty (the benches' ``--n``)."""
-    return {d: int(n) for d, n in (x.split("=") for x in pairs)}
+def held_out_args(p: argparse.ArgumentParser, run_holds: str, config_gives: str) -> None:
+    """``--run``, ``--config``, ``--split`` and ``--n``: the arguments of a bench that measures a
+    run's policies on held-out problems (decide on validation, report on test)."""
+    p.add_argument("--run", required=True, help=f"a run folder with {run_holds}")
+    p.add_argument("--config", required=True, help=f"{config_gives}, the pool and the eval seed")
+    p.add_argument("--split", choices=["validation", "test"], default="validation")
+    p.add_argument("--n", nargs="+", default=[("id-easy", 300), ("id-hard", 1000)], type=_difficulty_size,
+                   help="problems per difficulty, as difficulty=n (default: id-easy=300 id-hard=1000)")
+
+
+def _difficulty_size(text: str) -> tuple[str, int]:
+    difficulty, _, n = text.partition("=")
+    if not n.isdigit():
+        raise argparse.ArgumentTypeError(f"expected difficulty=n (e.g. id-hard=1000), got {text!r}")
+    return difficulty, int(n)
+
+
+def accuracy_cell(outcomes: list[bool]) -> str:
+    """Accuracy % with its 95% Wilson interval."""
+    from cot_ray.stats import wilson
+
+    lo, hi = wilson(sum(outcomes), len(outcomes))
+    return f"{100 * sum(outcomes) / max(1, len(outcomes)):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def paired_cell(a: list[bool], b: list[bool]) -> str:
+    """``a`` - ``b`` on the same problems, in points, with its 95% (Newcombe) interval."""
+    from cot_ray.stats import paired_interval
+
+    d, lo, hi = paired_interval(a, b)
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"

@@ -43,13 +43,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import difficulty_sizes, trained_on
+from common import accuracy_cell, held_out_args, paired_cell, trained_on
 
 from cot_ray.config import PipelineConfig, load_config
 from cot_ray.data.splits import problems
 from cot_ray.evaluate import Summary
 from cot_ray.layout import RunLayout, is_complete
-from cot_ray.stats import paired_interval, wilson
 from cot_ray.tasks import get_task
 from cot_ray.verify import verification_counts
 from cot_ray.verify.discrimination import Proposal, discrimination, proposals_at
@@ -166,16 +165,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def _paired(a: list[bool], b: list[bool]) -> str:
-    d, lo, hi = paired_interval(a, b)
-    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
-def _acc(outcomes: list[bool]) -> str:
-    lo, hi = wilson(sum(outcomes), len(outcomes))
-    return f"{100 * sum(outcomes) / max(1, len(outcomes)):.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-
-
 def report(results: dict, arms: list[str], sizes: dict[str, int], modes: list[str], split: str) -> str:
     """The tables the bench prints (markdown)."""
     base = arms[0]
@@ -196,9 +185,9 @@ def report(results: dict, arms: list[str], sizes: dict[str, int], modes: list[st
         for d in sizes:
             row, ref = results[a][d], results[base][d]
             v = row.get("verification", {})
-            cells = " | ".join(_acc(row[m]) for m in modes)
-            gain = _paired(row["rmtp"], row["mtp"]) if "rmtp" in row else "-"
-            vs = _paired(row["rmtp"], ref["rmtp"]) if "rmtp" in row and a != base else "-"
+            cells = " | ".join(accuracy_cell(row[m]) for m in modes)
+            gain = paired_cell(row["rmtp"], row["mtp"]) if "rmtp" in row else "-"
+            vs = paired_cell(row["rmtp"], ref["rmtp"]) if "rmtp" in row and a != base else "-"
             lines.append(f"| {a} | {d} | {cells} | {_pct(v.get('e+'))} / {_pct(v.get('e-'))} | "
                          f"{_pct(v.get('revision e+'))} / {_pct(v.get('revision e-'))} | {gain} | {vs} |")
     return "\n".join(lines)
@@ -207,14 +196,10 @@ def report(results: dict, arms: list[str], sizes: dict[str, int], modes: list[st
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--run", required=True, help="a run folder with stage2-sft/final, data/corpus-<task>.parquet "
-                   "and (for plain) data/reflective-<task>.parquet")
-    p.add_argument("--config", required=True, help="stage III's budget and recipe, the pool and the eval seed")
+    held_out_args(p, "stage2-sft/final, data/corpus-<task>.parquet and (for plain) data/reflective-<task>.parquet",
+                  "stage III's budget and recipe")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=["plain", "per-state"],
                    help="arms to train and compare; the first is the baseline")
-    p.add_argument("--split", choices=["validation", "test"], default="validation")
-    p.add_argument("--n", nargs="+", default=["id-easy=300", "id-hard=1000"],
-                   help="problems per difficulty, as difficulty=n (default: id-easy=300 id-hard=1000)")
     p.add_argument("--modes", nargs="+", default=["mtp", "rmtp"], choices=["mtp", "rmtp", "rtbs"])
     p.add_argument("--auc-problems", type=int, default=150, help="problems per difficulty whose greedy runs give "
                    "the states the verifiers are ranked at")
@@ -225,7 +210,7 @@ def main() -> None:
         p.error("--arms: name at least two different arms")
     if "mtp" not in args.modes:
         p.error("--modes: mtp is the reference every difference is taken against")
-    sizes = difficulty_sizes(args.n)
+    sizes = dict(args.n)
 
     run, config = Path(args.run).resolve(), load_config(args.config)
     task = config.corpus.tasks[0]

@@ -19,11 +19,10 @@ import json
 import time
 from pathlib import Path
 
-from common import difficulty_sizes, trained_on
+from common import accuracy_cell, held_out_args, paired_cell, trained_on
 
 from cot_ray.config import PipelineConfig, load_config
 from cot_ray.layout import RunLayout, is_complete
-from cot_ray.stats import paired_interval, wilson
 
 
 def train(config: PipelineConfig, run: Path, out: Path, seed: int) -> Path:
@@ -67,13 +66,8 @@ def report(results: dict[int, dict[str, list[bool]]], split: str) -> str:
              "[95% interval]", "", "| seed | split | accuracy | vs first seed |", "|---|---|---|---|"]
     for seed in seeds:
         for d, outcomes in results[seed].items():
-            lo, hi = wilson(sum(outcomes), len(outcomes))
-            vs = "-"
-            if seed != first:
-                diff, dlo, dhi = paired_interval(outcomes, results[first][d])
-                vs = f"{100 * diff:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}]"
-            lines.append(f"| {seed} | {d} | {100 * sum(outcomes) / len(outcomes):.1f} [{100 * lo:.1f}, "
-                         f"{100 * hi:.1f}] | {vs} |")
+            vs = paired_cell(outcomes, results[first][d]) if seed != first else "-"
+            lines.append(f"| {seed} | {d} | {accuracy_cell(outcomes)} | {vs} |")
     lines.append("")
     for d in results[first]:
         accuracy = [100 * sum(results[s][d]) / len(results[s][d]) for s in seeds]
@@ -85,13 +79,8 @@ def report(results: dict[int, dict[str, list[bool]]], split: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--run", required=True,
-                   help="a run folder with stage1-pretrain/final and data/corpus-<task>.parquet")
-    p.add_argument("--config", required=True, help="stage II's recipe, the pool and the eval seed")
+    held_out_args(p, "stage1-pretrain/final and data/corpus-<task>.parquet", "stage II's recipe")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="stage-II seeds; the first is the reference")
-    p.add_argument("--split", choices=["validation", "test"], default="validation")
-    p.add_argument("--n", nargs="+", default=["id-easy=300", "id-hard=1000"],
-                   help="problems per difficulty, as difficulty=n (default: id-easy=300 id-hard=1000)")
     p.add_argument("--out", default=None, help="default: <run>/bench-seed-spread")
     args = p.parse_args()
     if len(set(args.seeds)) < 2:
@@ -102,7 +91,7 @@ def main() -> None:
     t0 = time.time()
     finals = {seed: train(config, run, out, seed) for seed in args.seeds}
     t1 = time.time()
-    results = evaluate(config, run, finals, difficulty_sizes(args.n), args.split)
+    results = evaluate(config, run, finals, dict(args.n), args.split)
     (out / f"results-{args.split}.json").write_text(json.dumps({str(s): r for s, r in results.items()}))
     print(report(results, args.split))
     print(f"\ntraining {t1 - t0:.0f}s, evaluation {time.time() - t1:.0f}s; outcomes in {out}/results-{args.split}.json")
