@@ -22,21 +22,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cot_ray.atomic import write_json, write_parquet
+from cot_ray.atomic import write_parquet
 from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
-from cot_ray.evaluate import Summary, evaluate, make_problems, record, write_jsonl
 from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RLRun, RunLayout, is_complete
-from cot_ray.mtp import ExpertPolicy, Trajectory
 from cot_ray.profile import Profile, phase
 from cot_ray.profile import stage as profiled
 from cot_ray.report import write_report
 from cot_ray.rollout.keeper import PoolKeeper
+from cot_ray.run_eval import evaluation, expert_baselines
 from cot_ray.run_record import open_run
-from cot_ray.stats import paired_interval
 from cot_ray.tasks import Problem, get_task
-from cot_ray.verify.diagnostics import reflection_diagnostics
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +68,7 @@ def plan(config: PipelineConfig, out: Path, progress: bool = True, pools: PoolKe
     modes = list(config.eval.modes)
     stages = [
         Stage("corpus", (), corpora, lambda: corpus_stage(config, run.root, progress)),
-        Stage("expert baselines", (), (run.eval_summary("experts"),), lambda: expert_eval_stage(config, run, progress)),
+        Stage("expert baselines", (), (run.eval_summary("experts"),), lambda: expert_baselines(config, run, progress)),
         Stage("stage I: pretraining", corpora, (pre,), lambda: train_stage("pretrain", config, run.root, paths,
                                                                              progress)),
         Stage("stage II: SFT", (pre,), (sft,), lambda: train_stage("sft", config, run.root, paths, progress)),
@@ -141,63 +138,6 @@ def corpus_stage(config: PipelineConfig, out: Path, progress: bool) -> list[str]
                                     shard_size=c.shard_size, progress=progress, exclude=held_out_of(config, task))
         log.info("corpus %s: %d rows in %.1fs -> %s", task, table.num_rows, time.time() - t0, path)
     return paths
-
-
-def _cached(path: Path, compute: Callable[[], list[dict]]) -> list[dict]:
-    """The rows of ``path`` when it is complete, else ``compute()``'s, written there."""
-    if is_complete(path):
-        log.info("%s complete, skipped", path)
-        return json.loads(path.read_text())
-    rows = compute()
-    write_json(path, rows)
-    return rows
-
-
-def _summary_row(policy: str, task: str, difficulty: str, mode: str, trajs: list[Trajectory], out: Path) -> dict:
-    """One summary row of ``eval/<name>.json``; the per-problem records go to their JSONL."""
-    from cot_ray.verify import rejections_by_truth, verification_counts
-
-    spec = get_task(task)
-    write_jsonl(RunLayout(out).eval_records(policy, task, difficulty, mode), (record(t, spec) for t in trajs))
-    summary = Summary.of(trajs)
-    counts = verification_counts(trajs)
-    log.info("eval %s %s %s %s: %s e+=%s e-=%s", policy, task, difficulty, mode, summary.line(), counts.e_plus,
-             counts.e_minus)
-    return {"policy": policy, "task": task, "difficulty": difficulty, "mode": mode, **summary.__dict__,
-            "e_plus": counts.e_plus, "e_minus": counts.e_minus, "by_truth": rejections_by_truth(spec, trajs)}
-
-
-def expert_eval_stage(config: PipelineConfig, run: RunLayout, progress: bool) -> list[dict]:
-    """Baselines: the expert and noisy experts through MTP, RMTP and RTBS."""
-    @phase("evaluation")
-    def compute() -> list[dict]:
-        e, rows = config.eval, []
-        policies = {"expert": {}} | {
-            f"noisy(mu={1 - n.step_error:.2f},e+={n.false_positive},e-={n.false_negative})": n.model_dump()
-            for n in e.noise}
-        for task_name in config.corpus.tasks:
-            task = get_task(task_name)
-            for difficulty in e.difficulties:
-                problems = make_problems(task, difficulty, e.n, e.seed)
-                for name, noise in policies.items():
-                    for mode in e.modes:
-                        trajs = evaluate(task, ExpertPolicy(task, **noise), problems[:e.noise_n] if noise else problems,
-                                         e.execution(mode, task_name), progress=progress)
-                        rows.append(_summary_row(name, task_name, difficulty, mode, trajs, run.root))
-        return rows
-
-    return _cached(run.eval_summary("experts"), compute)
-
-
-def evaluation(config: PipelineConfig, run: RunLayout, stage: str, modes: list[str], pool) -> list[dict]:
-    """The evaluation of a stage's checkpoint, held by ``pool``: ``eval/<its folder>.json`` (and
-    the JSONLs), made unless complete. Every checkpoint of the run is evaluated through here."""
-    name = STAGES[stage]
-    def compute() -> list[dict]:
-        with phase("evaluation"):
-            return eval_checkpoint(config, pool, name, modes, run.root)
-
-    return _cached(run.eval_summary(name), compute)
 
 
 def sft_pool_stage(config: PipelineConfig, run: RunLayout, pools: PoolKeeper) -> None:
@@ -288,42 +228,6 @@ def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str
     with phase("training"):
         return run_stage(stage, cfg, config.model, dataset, run.stage(stage), init=str(init) if init else None,
                          progress=progress)
-
-
-def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], out: Path) -> list[dict]:
-    """Evaluate the policy on ``pool`` as ``name`` in ``modes``; the records go to ``out``'s eval/."""
-    e, rows = config.eval, []
-    for task_name in config.corpus.tasks:
-        task = get_task(task_name)
-        for difficulty in e.difficulties:
-            problems = make_problems(task, difficulty, e.n, e.seed)
-            runs = {}
-            for mode in e.modes_on(difficulty, modes):
-                runs[mode] = pool.run(task_name, problems, e.execution(mode, task_name))
-                rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
-                if mode != "mtp" and "mtp" in runs:  # the same problems: a paired difference
-                    d, low, high = paired_interval([t.correct for t in runs[mode]], [t.correct for t in runs["mtp"]])
-                    rows[-1]["vs_mtp"] = {"difference": d, "low": low, "high": high}
-                if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
-                    rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))
-                    rows[-1]["discrimination"] = _discrimination(config, pool, task, problems,
-                                                                 RunLayout(out).policy_final(name))
-    return rows
-
-
-def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem], checkpoint: Path) -> dict | None:
-    """Within-state and pooled AUC of the checkpoint's own verifier on its own proposals (at the
-    states of its greedy runs on the first ``eval.discrimination_problems`` problems)."""
-    from cot_ray.verify.discrimination import discrimination, proposals_at
-    from cot_ray.verify.scoring import acceptance
-
-    e = config.eval
-    if not e.discrimination_problems or not is_complete(checkpoint):
-        return None
-    detailed = config.reflective_sft.verification != "binary"
-    proposals = proposals_at(pool, task, problems[:e.discrimination_problems], e.discrimination_samples,
-                             e.execution("rmtp", task.name).revision_temperature, e.seed, detailed)
-    return discrimination(proposals, acceptance(str(checkpoint), proposals)).to_dict()
 
 
 def reflective_queries(config: PipelineConfig, task_name: str) -> list[Problem]:

@@ -45,7 +45,7 @@ def test_reflective_modes_run_only_on_the_difficulties_the_config_names(tmp_path
     """eval_checkpoint runs MTP on every difficulty, RMTP/RTBS only where reflective_difficulties says."""
     from cot_ray.evaluate import LocalPool
     from cot_ray.mtp import ExpertPolicy
-    from cot_ray.pipeline import eval_checkpoint
+    from cot_ray.run_eval import eval_checkpoint
     from cot_ray.tasks import get_task
 
     config = load_config("configs/smoke.yaml")
