@@ -28,11 +28,19 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-STAGES = {"pretrain": "stage1-pretrain", "sft": "stage2-sft", "reflective-sft": "stage3-reflective-sft",
-          "control": "stage3-control", "rl-mtp": "stage4-rl-mtp", "rl-rmtp": "stage4-rl-rmtp"}
+from cot_ray.mtp.execute import Mode
+
+StageName = Literal["pretrain", "sft", "reflective-sft", "control", "rl-mtp", "rl-rmtp"]
+"""Every stage of a run, by the name configs, commands and code use for it."""
+TrainedStage = Literal["pretrain", "sft", "reflective-sft", "control"]
+"""The stages Ray Train runs as supervised training (stage IV's learner is the RL worker group)."""
+STAGES: dict[StageName, str] = {
+    "pretrain": "stage1-pretrain", "sft": "stage2-sft", "reflective-sft": "stage3-reflective-sft",
+    "control": "stage3-control", "rl-mtp": "stage4-rl-mtp", "rl-rmtp": "stage4-rl-rmtp"}
 """Stage -> its folder in the run; the folder name is also the policy name of its evaluations."""
-TRAINED = ("pretrain", "sft", "reflective-sft")
+TRAINED: tuple[TrainedStage, ...] = ("pretrain", "sft", "reflective-sft")
 """Stages I-III in order: each starts from the previous one's ``final``."""
 
 
@@ -41,9 +49,9 @@ class RLRun:
     """One stage-IV run: its stage (folder), the stage it starts from, how it executes, and the
     modes it is evaluated in (None: every mode of the config)."""
 
-    stage: str
-    init: str
-    mode: str
+    stage: StageName
+    init: StageName
+    mode: Mode
     eval_modes: tuple[str, ...] | None
 
     @property
@@ -110,11 +118,11 @@ class RunLayout:
     def reflective_data(self, task: str) -> Path:
         return self.root / "data" / f"reflective-{task}.parquet"
 
-    def stage(self, stage: str) -> Path:
+    def stage(self, stage: StageName) -> Path:
         """The folder of a stage of :data:`STAGES`."""
         return self.root / STAGES[stage]
 
-    def final(self, stage: str) -> Path:
+    def final(self, stage: StageName) -> Path:
         """The stage's result, the HF folder later stages and vLLM load."""
         return self.stage(stage) / "final"
 
@@ -122,10 +130,10 @@ class RunLayout:
         """The final checkpoint of the policy an evaluation is named after (its stage folder)."""
         return self.root / name / "final"
 
-    def checkpoints(self, stage: str) -> Path:
+    def checkpoints(self, stage: StageName) -> Path:
         return self.stage(stage) / "checkpoints"
 
-    def metrics(self, stage: str) -> Path:
+    def metrics(self, stage: StageName) -> Path:
         return self.stage(stage) / "metrics.csv"
 
     @property

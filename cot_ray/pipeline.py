@@ -26,7 +26,7 @@ from cot_ray.atomic import write_parquet
 from cot_ray.config import PipelineConfig, TrainConfig
 from cot_ray.data.corpus import generate_corpus
 from cot_ray.data.splits import held_out_of, make_problem
-from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RLRun, RunLayout, is_complete
+from cot_ray.layout import EVALS, RL_RUNS, STAGES, TRAINED, RLRun, RunLayout, TrainedStage, is_complete
 from cot_ray.profile import Profile, phase
 from cot_ray.profile import stage as profiled
 from cot_ray.report import write_report
@@ -197,7 +197,7 @@ def _missing_reflective_data(config: PipelineConfig, run: RunLayout) -> list[tup
     return [(t, p) for t, p in paths if not is_complete(p)]
 
 
-def train_stage(stage: str, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True,
+def train_stage(stage: TrainedStage, config: PipelineConfig, out: Path, corpora: list[str], progress: bool = True,
                 pools: PoolKeeper | None = None) -> Path:
     """Train one of stages I-III in the run folder ``out`` unless it is done; returns its final/.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cot_ray.config import ModelConfig, ReflectiveConfig, TrainConfig
+from cot_ray.layout import TrainedStage
 from cot_ray.train.checkpoints import latest_checkpoint, model_folder
 from cot_ray.train.workers import StageWorkerConfig, torch_trainer
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 STAGES = ("pretrain", "sft", "reflective-sft", "control")
 
 
-def corpus_dataset(paths: list[str], stage: str, verification: str | None = None, fraction: float = 1.0):
+def corpus_dataset(paths: list[str], stage: TrainedStage, verification: str | None = None, fraction: float = 1.0):
     """The Ray Data dataset of training examples for ``stage`` from corpus Parquet files
     (``fraction``: the share of planning examples kept, :func:`cot_ray.train.data.kept`)."""
     import ray.data
@@ -36,7 +37,7 @@ def corpus_dataset(paths: list[str], stage: str, verification: str | None = None
                           fn_kwargs={"with_verification": verification, "fraction": fraction})
 
 
-def run_stage(stage: str, cfg: TrainConfig, model: ModelConfig, dataset, out_dir: str | Path,
+def run_stage(stage: TrainedStage, cfg: TrainConfig, model: ModelConfig, dataset, out_dir: str | Path,
               init: str | None = None, progress: bool = True) -> Path:
     """Train one stage on Ray Train; resumes from the stage's latest checkpoint; returns final/."""
     import ray.train

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cot_ray.config import ModelConfig, RLConfig, TrainConfig, TrainerConfig
+from cot_ray.layout import TrainedStage
 
 KEY = "worker"
 """The ``train_loop_config`` entry holding the dumped worker config."""
@@ -47,6 +48,7 @@ class WorkerConfig(BaseModel):
 class StageWorkerConfig(WorkerConfig):
     """A worker of stages I-III."""
 
+    stage: TrainedStage
     trainer: TrainConfig
     model: ModelConfig
     steps_per_epoch: int = Field(gt=0)
@@ -65,7 +67,7 @@ class StageWorkerConfig(WorkerConfig):
 class LearnerWorkerConfig(WorkerConfig):
     """A worker of the RL learner (``steps`` = the planned updates)."""
 
-    stage: str = "rl"
+    stage: Literal["rl"] = "rl"
     trainer: RLConfig
 
 
