@@ -13,6 +13,7 @@ from pathlib import Path
 from cot_ray import atomic
 from cot_ray.mtp import ExecutionConfig, MTPExecutor, Policy, StepRecord, Trajectory
 from cot_ray.mtp.trajectory import reflection_frequency
+from cot_ray.rollout.units import RolloutRequest
 from cot_ray.stats import wilson
 from cot_ray.tasks import Problem, Task, question_key
 
@@ -136,7 +137,7 @@ def evaluate(task: Task, policy: Policy, problems: Sequence[Problem], config: Ex
 
 
 class LocalPool:
-    """The rollout pool's ``run`` on one in-process executor (no Ray): for code written against
+    """The rollout pool's ``run`` and ``run_many`` on one in-process executor (no Ray): for code written against
     the pool (stage-III sampling, reflection diagnostics) driven by a local policy."""
 
     def __init__(self, policy: Policy) -> None:
@@ -147,6 +148,9 @@ class LocalPool:
         from cot_ray.tasks import get_task
 
         return MTPExecutor(get_task(task_name), self.policy, config).run(problems)
+
+    def run_many(self, requests: Sequence[RolloutRequest], unit_size: int | None = None) -> list[list[Trajectory]]:
+        return [self.run(r.task, r.problems, r.config) for r in requests]
 
 
 def write_jsonl(path: str | Path, rows: Iterable[EvalRow]) -> Path:

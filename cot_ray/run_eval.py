@@ -84,25 +84,30 @@ def evaluation(config: PipelineConfig, run: RunLayout, stage: str, modes: list[s
 
 
 def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], out: Path) -> list[dict]:
-    """Evaluate the policy on ``pool`` as ``name`` in ``modes``; the records go to ``out``'s eval/."""
-    e, rows = config.eval, []
-    for task_name in config.corpus.tasks:
-        task = get_task(task_name)
-        for difficulty in e.difficulties:
-            problems = make_problems(task, difficulty, e.n, e.seed)
-            runs = {}
-            for mode in e.modes_on(difficulty, modes):
-                runs[mode] = pool.run(task_name, problems, e.execution(mode, task_name))
-                rows.append(_summary_row(name, task_name, difficulty, mode, runs[mode], out))
-                if mode != "mtp" and "mtp" in runs:  # the same problems: a paired difference
-                    d, low, high = paired_interval([t.correct for t in runs[mode]], [t.correct for t in runs["mtp"]])
-                    rows[-1]["vs_mtp"] = {"difference": d, "low": low, "high": high}
-                if mode == "rmtp" and "mtp" in runs:  # why reflection helps or not (Theorem 1)
-                    from cot_ray.verify.diagnostics import reflection_diagnostics
+    """Evaluate the policy on ``pool`` as ``name`` in ``modes``; the records go to ``out``'s eval/.
 
-                    rows[-1].update(reflection_diagnostics(task, pool, runs["mtp"], runs["rmtp"], seed=e.seed))
-                    rows[-1]["discrimination"] = _discrimination(config, pool, task, problems,
-                                                                 RunLayout(out).policy_final(name))
+    Every (task, difficulty, mode) run goes to the pool at once (:meth:`RolloutPool.run_many`), so
+    the engines stay full; the diagnostics that need more rollouts follow."""
+    from cot_ray.rollout.units import RolloutRequest
+    from cot_ray.verify.diagnostics import reflection_diagnostics
+
+    e, rows = config.eval, []
+    keys = [(task_name, difficulty, mode) for task_name in config.corpus.tasks for difficulty in e.difficulties
+            for mode in e.modes_on(difficulty, modes)]
+    problems = {(t, d): make_problems(get_task(t), d, e.n, e.seed) for t, d, _ in keys}
+    done = pool.run_many([RolloutRequest(task=t, problems=problems[t, d], config=e.execution(m, t))
+                          for t, d, m in keys])
+    runs = dict(zip(keys, done))
+    for t, d, mode in keys:
+        task, mtp = get_task(t), runs.get((t, d, "mtp"))
+        rows.append(_summary_row(name, t, d, mode, runs[t, d, mode], out))
+        if mode != "mtp" and mtp is not None:  # the same problems: a paired difference
+            diff, low, high = paired_interval([x.correct for x in runs[t, d, mode]], [x.correct for x in mtp])
+            rows[-1]["vs_mtp"] = {"difference": diff, "low": low, "high": high}
+        if mode == "rmtp" and mtp is not None:  # why reflection helps or not (Theorem 1)
+            rows[-1].update(reflection_diagnostics(task, pool, mtp, runs[t, d, "rmtp"], seed=e.seed))
+            rows[-1]["discrimination"] = _discrimination(config, pool, task, problems[t, d],
+                                                         RunLayout(out).policy_final(name))
     return rows
 
 

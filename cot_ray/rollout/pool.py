@@ -26,7 +26,7 @@ from typing import Any
 
 from cot_ray.config import RolloutConfig
 from cot_ray.mtp import ExecutionConfig, Trajectory
-from cot_ray.rollout.units import PoolStats, RolloutError, WorkerSlot, WorkUnit
+from cot_ray.rollout.units import PoolStats, RolloutError, RolloutRequest, WorkerSlot, WorkUnit
 from cot_ray.tasks import Problem
 
 log = logging.getLogger(__name__)
@@ -208,13 +208,26 @@ class RolloutPool:
 
         ``on_unit(done, total)`` is called after each finished unit (progress bars, live scaling).
         """
+        return self.run_many([RolloutRequest(task=task, problems=problems, config=config)], unit_size, on_unit)[0]
+
+    def run_many(self, requests: Sequence[RolloutRequest], unit_size: int | None = None,
+                 on_unit: Callable[[int, int], None] | None = None) -> list[list[Trajectory]]:
+        """Solve every request's problems from one queue of units; one trajectory list per request,
+        each in its problems' order. Units of one request run beside another's, so no engine waits
+        for the last chains of a request to finish (samples do not depend on the grouping: their
+        seeds come from each problem's identity)."""
         import ray
 
         unit_size = unit_size or self.unit_size
         if unit_size < 1:
             raise ValueError(f"unit_size must be >= 1, got {unit_size}")
-        units = deque(WorkUnit(k, task, list(problems[i:i + unit_size]), config)
-                      for k, i in enumerate(range(0, len(problems), unit_size)))
+        units: deque[WorkUnit] = deque()
+        spans = []
+        for r in requests:
+            first = len(units)
+            units.extend(WorkUnit(first + j, r.task, list(r.problems[i:i + unit_size]), r.config)
+                         for j, i in enumerate(range(0, len(r.problems), unit_size)))
+            spans.append(range(first, len(units)))
         total, results = len(units), {}
         inflight: dict[Any, tuple[WorkerSlot, WorkUnit]] = {}
         while len(results) < total:
@@ -225,7 +238,7 @@ class RolloutPool:
             for ref in done:
                 self._collect(ref, inflight, units, results, on_unit, total)
             self._check_timeouts(inflight, units)
-        return [t for k in range(total) for t in results[k]]
+        return [[t for k in span for t in results[k]] for span in spans]
 
     def _dispatch(self, units: deque[WorkUnit], inflight: dict[Any, tuple[WorkerSlot, WorkUnit]]) -> None:
         """Fill every ready worker up to ``units_per_worker``, least loaded first."""

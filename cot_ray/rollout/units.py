@@ -5,11 +5,23 @@ Kept apart from :mod:`cot_ray.rollout.pool` (which schedules) so the records rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cot_ray.mtp import ExecutionConfig
 from cot_ray.tasks import Problem
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutRequest:
+    """One batch of problems to solve on the pool: the task, the problems and how to run them.
+    Several go to :meth:`~cot_ray.rollout.pool.RolloutPool.run_many` together, so the engines stay
+    full while the longest chains of each finish."""
+
+    task: str
+    problems: Sequence[Problem]
+    config: ExecutionConfig
 
 
 @dataclass

@@ -73,28 +73,24 @@ def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: in
     return x, y, mask
 
 
+def rank_share(examples: list[tuple[list[int], int]], rank: int, world: int) -> list[tuple[list[int], int]]:
+    """This rank's share of the whole dataset: every ``world``-th example of the examples in a
+    canonical (sorted) order. It depends on the data alone, not on the order Ray Data delivered
+    the blocks in, so a worker group restarted after a failure trains on exactly the batches the
+    lost one would have (Ray Data's streaming split hands a restarted group different shards)."""
+    return sorted(examples)[rank::world]
+
+
 class Batches:
-    """Deterministic batches for one worker of ``world``: windows (stage I) or this rank's slice of
-    one global length-grouped batch (stages II-III).
-
-    Every worker holds the whole dataset, put in a canonical (sorted) order first: the batches
-    then depend on the data alone, not on the order Ray Data delivered its blocks in, so a worker
-    group restarted after a failure trains on exactly the batches the lost one would have.
-
-    Stages II-III cut each step's batch from one global batch of ``batch_size`` examples, drawn by
-    (seed, epoch) and sorted by length, rank ``r`` taking rows ``r, r + world, ...``. The ranks'
-    batches are then as wide as each other: DDP waits at every step for the slowest rank, and
-    ranks that drew their batches independently spent 24% of their time waiting
-    (``bench/rank_balance.py``).
-    """
+    """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
 
     def __init__(self, examples: list[tuple[list[int], int]], cfg: StageWorkerConfig, rank: int, world: int):
         from cot_ray.tokenizer import Tokenizer
 
         if not examples:
-            raise ValueError("this worker received no training examples")
-        self.cfg, self.rank, self.world = cfg, rank, world
-        examples = sorted(examples)
+            raise ValueError("this worker received no training examples; use fewer workers or more data")
+        self.cfg, self.rank = cfg, rank
+        self.batch = max(1, cfg.trainer.batch_size // world)
         tok = Tokenizer()
         self.pad = tok.pad_id
         self.weights = {tok.token_to_id[label]: w for label, w in cfg.label_weights().items()} or None
@@ -105,23 +101,16 @@ class Batches:
             self.examples = examples
             self.lengths = np.array([len(ids) for ids, _ in examples])
             self._epoch, self._batches = -1, []
-
-    def rows(self, step: int) -> np.ndarray:
-        """Indices (into the sorted examples) of this rank's rows at ``step`` (stages II-III)."""
-        epoch, k = divmod(step, self.cfg.steps_per_epoch)
-        if self._epoch != epoch:
-            rng = np.random.default_rng([self.cfg.trainer.seed, epoch])
-            self._epoch = epoch
-            self._batches = length_grouped_batches(self.lengths, self.cfg.trainer.batch_size, rng)
-        batch = self._batches[k % len(self._batches)]
-        if len(batch) < self.world:  # an epoch's last, short batch: every rank still gets a row
-            return batch[[self.rank % len(batch)]]
-        return batch[self.rank::self.world]
+        self.tokens = sum(len(ids) for ids, _ in examples)
 
     def __call__(self, step: int) -> tuple[np.ndarray, ...]:
-        train = self.cfg.trainer
+        seed, train = self.cfg.trainer.seed, self.cfg.trainer
         if self.windows:
-            rng = np.random.default_rng([train.seed, self.rank, step])
-            return random_windows(self.stream, train.block_size, max(1, train.batch_size // self.world), rng)
-        picked = [self.examples[i] for i in self.rows(step)]
+            rng = np.random.default_rng([seed, self.rank, step])
+            return random_windows(self.stream, train.block_size, self.batch, rng)
+        epoch, k = divmod(step, self.cfg.steps_per_epoch)
+        if self._epoch != epoch:
+            rng = np.random.default_rng([seed, self.rank, epoch])
+            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
+        picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
         return pad_examples(picked, self.pad, train.max_len, self.weights)

@@ -64,6 +64,21 @@ def test_pool_samples_rmtp_trajectories_with_vllm(pool):
     assert {t.policy_version for t in trajs} == {0}
 
 
+def test_requests_run_together_give_what_each_gives_alone(pool):
+    """run_many: one queue of units for several requests; sampled steps depend only on each
+    problem's identity, so every request gets exactly the trajectories it gets on its own."""
+    from cot_ray.rollout.units import RolloutRequest
+
+    mtp = ExecutionConfig(mode="mtp", plan_temperature=1.0, max_step_tokens=24, step_budget=3, seed=3)
+    requests = [RolloutRequest(task="mult", problems=_problems(12), config=CFG),
+                RolloutRequest(task="mult", problems=_problems(9, seed=1), config=mtp)]
+    together = pool.run_many(requests, unit_size=4)
+    alone = [pool.run(r.task, r.problems, r.config, unit_size=5) for r in requests]
+    assert [[t.problem for t in ts] for ts in together] == [list(r.problems) for r in requests]
+    assert [[[s.step for s in t.steps] for t in ts] for ts in together] == \
+        [[[s.step for s in t.steps] for t in ts] for ts in alone]
+
+
 def test_greedy_vllm_matches_transformers_and_weight_update_changes_outputs(pool, checkpoints):
     from cot_ray.rollout.engines import TorchPolicy
 

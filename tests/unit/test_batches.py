@@ -25,44 +25,17 @@ def test_length_grouped_batches_cover_every_example_once():
     assert spread < np.ptp(lengths) / 4  # batches hold examples of similar length
 
 
-def sft_config(batch_size: int, steps_per_epoch: int, seed: int = 0):
-    from cot_ray.config import ModelConfig, TrainConfig
-    from cot_ray.train.workers import StageWorkerConfig
-
-    return StageWorkerConfig(stage="sft", out_dir="o", steps=1, trainer=TrainConfig(batch_size=batch_size, seed=seed),
-                             model=ModelConfig(size="tiny"), steps_per_epoch=steps_per_epoch)
-
-
-def test_ranks_split_one_global_batch_whatever_order_the_data_came_in():
+def test_rank_shares_do_not_depend_on_delivery_order_and_cover_the_data_once():
     import random
 
-    from cot_ray.train.batches import Batches
+    from cot_ray.train.batches import rank_share
 
-    rng = random.Random(0)
-    examples = [([1] + [rng.randrange(3, 40) for _ in range(rng.randrange(5, 200))] + [2], 1) for _ in range(500)]
-    shuffled = rng.sample(examples, len(examples))
-    cfg = sft_config(batch_size=32, steps_per_epoch=16)
-    ranks = [Batches(examples, cfg, r, 2) for r in range(2)]
-    alone = Batches(shuffled, cfg, 0, 1)
-    seen = []
-    for step in range(16):
-        rows = [b.rows(step) for b in ranks]
-        assert len(rows[0]) == len(rows[1]) and len(rows[0]) in (16, 10)  # 500 = 15 x 32 + 20
-        assert sorted(np.concatenate(rows).tolist()) == sorted(alone.rows(step).tolist())  # one global batch
-        widths = [ranks[r](step)[0].shape[1] for r in range(2)]
-        assert abs(widths[0] - widths[1]) <= 0.1 * max(widths)  # neither rank waits long for the other
-        seen += np.concatenate(rows).tolist()
-    assert sorted(seen) == list(range(500))  # an epoch covers the data once
-    assert not np.array_equal(Batches(examples, sft_config(32, 16, seed=1), 0, 2).rows(0), ranks[0].rows(0))
-
-
-def test_a_batch_smaller_than_the_world_still_gives_every_rank_a_row():
-    from cot_ray.train.batches import Batches
-
-    examples = [([1, 5, 6, 2], 1), ([1, 7, 2], 1), ([1, 8, 9, 9, 2], 1)]
-    cfg = sft_config(batch_size=2, steps_per_epoch=2)
-    rows = [Batches(examples, cfg, r, 4).rows(1) for r in range(4)]  # the second batch holds one example
-    assert all(len(r) == 1 for r in rows)
+    examples = [([i % 7, i], i % 3) for i in range(50)]
+    shuffled = random.Random(1).sample(examples, len(examples))
+    shares = [rank_share(examples, r, 3) for r in range(3)]
+    assert shares == [rank_share(shuffled, r, 3) for r in range(3)]
+    assert sorted(e for s in shares for e in s) == sorted(examples)
+    assert [len(s) for s in shares] == [17, 17, 16]
 
 
 def test_target_weights_scale_the_loss_mask_on_those_targets_only():
