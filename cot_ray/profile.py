@@ -66,7 +66,6 @@ class Profile:
         total = {k: sum(r[k] for _, r in rows) for k in ("wall", *PHASES, OTHER)}
         return rows + [("all stages", total)] if rows else []
 
-
     def markdown(self) -> list[str]:
         """The report's section: minutes per stage and phase (none for a run without a profile)."""
         rows = self.rows()
