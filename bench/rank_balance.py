@@ -10,14 +10,15 @@ gets a real forward and backward of the model on one thread (a rank's share of t
 the step lasts as long as the slowest rank. The idle share is the ranks' waiting time over their
 time in steps, ``sum(max - t_r) / (world * sum(max))``.
 
-- "independent per rank" is ``cot_ray.train.batches``: each rank its own every-``world``-th share
-  of the data and its own length-grouped batches of ``batch / world``, seeded by (seed, rank, epoch);
-- "one global batch, split": one length-grouped batch of ``batch`` per step, seeded by (seed,
-  epoch), rank ``r`` taking rows ``r, r + world, ...``: the ranks' widths match.
+Both are the workers' own ``cot_ray.train.batches.Batches``, as ``trainer.batching`` sets it:
 
-The candidate is not the workers' scheme: a cpu-small run trained with it (on another machine than
-the runs it was compared with) ended stage II at 46.5 / 19.0 (ID-Easy / ID-Hard) against 95.5 /
-78.5, and no A/B on one machine has yet told the machine from the batches (docs/benchmarks.md).
+- "independent per rank" (``per-rank``): each rank its own every-``world``-th share of the data
+  and its own length-grouped batches of ``batch / world``, seeded by (seed, rank, epoch);
+- "one global batch, split" (``global``): one length-grouped batch of ``batch`` per step, seeded
+  by (seed, epoch), rank ``r`` taking rows ``r, r + world, ...``: the ranks' widths match.
+
+What each does to accuracy is measured by ``bench/seed_spread.py --batching per-rank global``
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -27,30 +28,23 @@ import tempfile
 import time
 
 import numpy as np
-from common import mult_corpus, stage_examples
+from common import mult_corpus, stage_examples, worker_config
+
+SCHEMES = {"independent per rank": "per-rank", "one global batch, split": "global"}
+"""The two values of ``trainer.batching``, as the table names them."""
 
 
-def independent_rows(lengths: np.ndarray, batch: int, world: int, steps: int, seed: int) -> list[list[np.ndarray]]:
-    """Per step, each rank's rows under the former scheme (its own share, its own batches)."""
-    from cot_ray.train.batches import length_grouped_batches
+def plan(examples, batching: str, batch: int, world: int, steps: int) -> list[list[list]]:
+    """Per step, each rank's examples as the workers' :class:`~cot_ray.train.batches.Batches` cut them."""
+    from cot_ray.train.batches import Batches
 
-    per_rank = []
-    for rank in range(world):
-        share = np.arange(len(lengths))[rank::world]
-        batches = length_grouped_batches(lengths[share], batch // world, np.random.default_rng([seed, rank, 0]))
-        per_rank.append([share[b] for b in batches])
-    return [[per_rank[r][k % len(per_rank[r])] for r in range(world)] for k in range(steps)]
+    cfg = worker_config("sft", "1M", batch, steps, len(examples))
+    cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"batching": batching})})
+    ranks = [Batches(examples, cfg, rank, world) for rank in range(world)]
+    return [[b.rows(k) for b in ranks] for k in range(steps)]
 
 
-def global_rows(lengths: np.ndarray, batch: int, world: int, steps: int, seed: int) -> list[list[np.ndarray]]:
-    """Per step, each rank's rows under the candidate (its rows of one global batch)."""
-    from cot_ray.train.batches import length_grouped_batches
-
-    batches = length_grouped_batches(lengths, batch, np.random.default_rng([seed, 0]))
-    return [[batches[k % len(batches)][r::world] for r in range(world)] for k in range(steps)]
-
-
-def replay(examples, plan: list[list[np.ndarray]], size: str, warmup: int = 5) -> dict[str, float]:
+def replay(steps: list[list[list]], size: str, warmup: int = 5) -> dict[str, float]:
     """Time each rank's forward+backward at every step; the idle share, step time and padding."""
     import torch
 
@@ -61,20 +55,20 @@ def replay(examples, plan: list[list[np.ndarray]], size: str, warmup: int = 5) -
 
     torch.set_num_threads(1)
     model, pad = build_model(size), Tokenizer().pad_id
-    steps, waits, pads, cells = [], [], 0, 0
-    for k, ranks in enumerate(plan):
+    spans, waits, pads, cells = [], [], 0, 0
+    for k, ranks in enumerate(steps):
         times = []
         for rows in ranks:
-            x, y, mask = (torch.from_numpy(a) for a in pad_examples([examples[i] for i in rows], pad, 640))
+            x, y, mask = (torch.from_numpy(a) for a in pad_examples(rows, pad, 640))
             t0 = time.perf_counter()
             supervised_loss(model, x, y, mask).backward()
             times.append(time.perf_counter() - t0)
             pads += int((y == pad).sum())
             cells += y.numel()
         if k >= warmup:
-            steps.append(max(times))
+            spans.append(max(times))
             waits.append(sum(max(times) - t for t in times))
-    return {"idle": sum(waits) / (len(plan[0]) * sum(steps)), "step_s": float(np.mean(steps)), "padding": pads / cells}
+    return {"idle": sum(waits) / (len(steps[0]) * sum(spans)), "step_s": float(np.mean(spans)), "padding": pads / cells}
 
 
 def main() -> None:
@@ -87,18 +81,15 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        examples = sorted(stage_examples("sft", mult_corpus(tmp, args.problems)))
-    lengths = np.array([len(ids) for ids, _ in examples])
-    runs = {"independent per rank": replay(examples, independent_rows(lengths, args.batch, args.world, args.steps, 0),
-                                           args.size),
-            "one global batch, split": replay(examples, global_rows(lengths, args.batch, args.world, args.steps, 0),
-                                              args.size)}
+        examples = stage_examples("sft", mult_corpus(tmp, args.problems))
+    runs = {name: replay(plan(examples, batching, args.batch, args.world, args.steps), args.size)
+            for name, batching in SCHEMES.items()}
     print(f"stage-II examples of {args.problems} mult problems, model {args.size}, global batch {args.batch}, "
           f"{args.world} ranks of 1 thread, {args.steps} steps (5 warm-up)")
     print(f"{'batches':26} {'rank idle':>9} {'step s':>8} {'padding':>8}")
     for name, r in runs.items():
         print(f"{name:26} {r['idle']:9.1%} {r['step_s']:8.3f} {r['padding']:8.1%}")
-    before, after = runs["independent per rank"], runs["one global batch, split"]
+    before, after = (runs[name] for name in SCHEMES)
     print(f"step time, global / independent: {after['step_s'] / before['step_s']:.2f}x; "
           f"idle {before['idle']:.1%} -> {after['idle']:.1%}")
 

@@ -142,6 +142,10 @@ class TrainerConfig(_Schedule):
     seed: int = 0
 
 
+Batching = Literal["per-rank", "global"]
+"""How stages II-III cut each step's batch across data-parallel workers (``TrainConfig.batching``)."""
+
+
 class TrainConfig(TrainerConfig):
     """One Ray Train stage. ``steps`` wins over ``epochs``; pretraining needs ``steps``."""
 
@@ -151,6 +155,11 @@ class TrainConfig(TrainerConfig):
     block_size: int = Field(256, gt=1, description="pretraining context window")
     max_len: int = Field(640, gt=1, description="SFT examples are cut to this many tokens")
     report_every: int = Field(50, gt=0, description="steps between ray.train.report calls")
+    batching: Batching = Field("per-rank", description="stages II-III: per-rank = each worker draws its own "
+                               "length-grouped batches from its share of the data (a step lasts as long as the "
+                               "widest rank's batch: 24-28% of rank time waiting); global = one length-grouped "
+                               "batch per step, drawn by (seed, epoch), split row by row across the workers "
+                               "(equal widths, 3.6% waiting, bench/rank_balance.py)")
 
 
 class ReflectiveConfig(TrainConfig):

@@ -73,24 +73,30 @@ def pad_examples(examples: list[tuple[list[int], int]], pad_id: int, max_len: in
     return x, y, mask
 
 
-def rank_share(examples: list[tuple[list[int], int]], rank: int, world: int) -> list[tuple[list[int], int]]:
-    """This rank's share of the whole dataset: every ``world``-th example of the examples in a
-    canonical (sorted) order. It depends on the data alone, not on the order Ray Data delivered
-    the blocks in, so a worker group restarted after a failure trains on exactly the batches the
-    lost one would have (Ray Data's streaming split hands a restarted group different shards)."""
-    return sorted(examples)[rank::world]
-
-
 class Batches:
-    """Deterministic batches for one worker: windows (stage I) or shuffled examples (II-III)."""
+    """Deterministic batches for one worker of ``world``: windows (stage I) or padded examples in
+    length-grouped batches (stages II-III).
+
+    The examples are put in a canonical (sorted) order first, so the batches depend on the data
+    alone, not on the order Ray Data delivered its blocks in: a worker group restarted after a
+    failure trains on exactly the batches the lost one would have (Ray Data's streaming split
+    hands a restarted group different shards). Stages II-III then cut batches as
+    ``trainer.batching`` says:
+
+    - ``per-rank``: rank ``r`` keeps every ``world``-th example from ``r`` and draws its own batches
+      of ``batch_size / world``, seeded by (seed, rank, epoch);
+    - ``global``: every rank keeps all examples; one batch of ``batch_size`` per step, seeded by
+      (seed, epoch), sorted by length, rank ``r`` taking rows ``r, r + world, ...``, so the ranks'
+      batches are as wide as each other and DDP's allreduce waits for no one.
+    """
 
     def __init__(self, examples: list[tuple[list[int], int]], cfg: StageWorkerConfig, rank: int, world: int):
         from cot_ray.tokenizer import Tokenizer
 
         if not examples:
             raise ValueError("this worker received no training examples; use fewer workers or more data")
-        self.cfg, self.rank = cfg, rank
-        self.batch = max(1, cfg.trainer.batch_size // world)
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self.split = cfg.trainer.batching == "global"
         tok = Tokenizer()
         self.pad = tok.pad_id
         self.weights = {tok.token_to_id[label]: w for label, w in cfg.label_weights().items()} or None
@@ -98,19 +104,31 @@ class Batches:
         if self.windows:
             self.stream = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
         else:
-            self.examples = examples
-            self.lengths = np.array([len(ids) for ids, _ in examples])
+            examples = sorted(examples)
+            self.examples = examples if self.split else examples[rank::world]
+            if not self.examples:
+                raise ValueError(f"rank {rank} of {world} received no training examples; use fewer workers "
+                                 "or more data")
+            self.lengths = np.array([len(ids) for ids, _ in self.examples])
             self._epoch, self._batches = -1, []
-        self.tokens = sum(len(ids) for ids, _ in examples)
 
-    def __call__(self, step: int) -> tuple[np.ndarray, ...]:
-        seed, train = self.cfg.trainer.seed, self.cfg.trainer
-        if self.windows:
-            rng = np.random.default_rng([seed, self.rank, step])
-            return random_windows(self.stream, train.block_size, self.batch, rng)
+    def rows(self, step: int) -> list[tuple[list[int], int]]:
+        """This rank's examples at ``step`` (stages II-III)."""
+        train = self.cfg.trainer
         epoch, k = divmod(step, self.cfg.steps_per_epoch)
         if self._epoch != epoch:
-            rng = np.random.default_rng([seed, self.rank, epoch])
-            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch, rng)
-        picked = [self.examples[i] for i in self._batches[k % len(self._batches)]]
-        return pad_examples(picked, self.pad, train.max_len, self.weights)
+            seed = [train.seed, epoch] if self.split else [train.seed, self.rank, epoch]
+            size = train.batch_size if self.split else max(1, train.batch_size // self.world)
+            self._epoch = epoch
+            self._batches = length_grouped_batches(self.lengths, size, np.random.default_rng(seed))
+        batch = self._batches[k % len(self._batches)]
+        if self.split:  # an epoch's last batch may hold fewer rows than ranks: every rank still gets one
+            batch = batch[[self.rank % len(batch)]] if len(batch) < self.world else batch[self.rank::self.world]
+        return [self.examples[i] for i in batch]
+
+    def __call__(self, step: int) -> tuple[np.ndarray, ...]:
+        train = self.cfg.trainer
+        if self.windows:
+            rng = np.random.default_rng([train.seed, self.rank, step])
+            return random_windows(self.stream, train.block_size, max(1, train.batch_size // self.world), rng)
+        return pad_examples(self.rows(step), self.pad, train.max_len, self.weights)

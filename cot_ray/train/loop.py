@@ -1,10 +1,10 @@
 """The training loop that runs inside every Ray Train worker (stages I-III).
 
 One loop serves all three stages: stage I draws random context windows from a token stream,
-stages II-III draw padded (prompt, target) examples. Every worker reads the whole dataset and keeps
-its :func:`~cot_ray.train.batches.rank_share`, so the batch for a given step depends only on (data,
-seed, worker rank, step): a resumed run, or a worker group restarted after a failure, sees exactly
-the data the lost one would have.
+stages II-III draw padded (prompt, target) examples. Every worker reads the whole dataset and
+:class:`~cot_ray.train.batches.Batches` cuts its batches from it, so the batch for a given step
+depends only on (data, seed, worker rank, step): a resumed run, or a worker group restarted after
+a failure, sees exactly the data the lost one would have.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from cot_ray.train.batches import Batches, rank_share
+from cot_ray.train.batches import Batches
 from cot_ray.train.harness import Harness
 from cot_ray.train.workers import StageWorkerConfig
 
@@ -38,8 +38,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train = cfg.trainer
     h = Harness(cfg, build=lambda: build_model(cfg.model.size, seed=train.seed,
                                                max_positions=cfg.model.max_positions))
-    examples = rank_share(_load_examples(ray.train.get_dataset_shard("train")), h.rank, h.world)
-    batches = Batches(examples, cfg, h.rank, h.world)
+    batches = Batches(_load_examples(ray.train.get_dataset_shard("train")), cfg, h.rank, h.world)
     model = h.model = h.prepare(h.model)
     opt = make_optimizer(model, train.lr, train.weight_decay)
     h.resume(opt)

@@ -1,6 +1,7 @@
 """Training batches: as wide as the longest example, and padding never enters the loss."""
 
 import numpy as np
+import pytest
 
 from cot_ray.train.batches import length_grouped_batches, pad_examples
 
@@ -25,17 +26,41 @@ def test_length_grouped_batches_cover_every_example_once():
     assert spread < np.ptp(lengths) / 4  # batches hold examples of similar length
 
 
-def test_rank_shares_do_not_depend_on_delivery_order_and_cover_the_data_once():
+def _batches(examples, batching: str, rank: int, world: int, batch: int = 8):
+    from cot_ray.config import ModelConfig, TrainConfig
+    from cot_ray.train.batches import Batches
+    from cot_ray.train.workers import StageWorkerConfig
+
+    cfg = StageWorkerConfig(stage="sft", out_dir="o", steps=1, model=ModelConfig(size="tiny"),
+                            trainer=TrainConfig(batch_size=batch, batching=batching),
+                            steps_per_epoch=-(-len(examples) // batch))
+    return Batches(examples, cfg, rank, world)
+
+
+@pytest.mark.parametrize("batching", ["per-rank", "global"])
+def test_an_epoch_of_every_rank_covers_the_data_once_whatever_the_delivery_order(batching):
     import random
 
-    from cot_ray.train.batches import rank_share
-
-    examples = [([i % 7, i], i % 3) for i in range(50)]
+    examples = [([1] * (3 + i % 17), i % 3) for i in range(48)] + [([2, i], 1) for i in range(16)]
     shuffled = random.Random(1).sample(examples, len(examples))
-    shares = [rank_share(examples, r, 3) for r in range(3)]
-    assert shares == [rank_share(shuffled, r, 3) for r in range(3)]
-    assert sorted(e for s in shares for e in s) == sorted(examples)
-    assert [len(s) for s in shares] == [17, 17, 16]
+    world, steps = 2, -(-len(examples) // 8)
+    ranks = [_batches(examples, batching, r, world) for r in range(world)]
+    assert [[b.rows(k) for k in range(2 * steps)] for b in ranks] == \
+        [[_batches(shuffled, batching, r, world).rows(k) for k in range(2 * steps)] for r in range(world)]
+    epoch = [e for b in ranks for k in range(steps) for e in b.rows(k)]
+    assert sorted(epoch) == sorted(examples)
+    assert [e for b in ranks for k in range(steps, 2 * steps) for e in b.rows(k)] != epoch  # reshuffled
+
+
+def test_global_batching_gives_the_ranks_batches_of_one_width_and_per_rank_does_not():
+    examples = [([1] * n, 1) for n in np.random.default_rng(0).integers(5, 200, size=512).tolist()]
+
+    def widest_gap(batching: str) -> float:
+        ranks = [_batches(examples, batching, r, 2, batch=16) for r in range(2)]
+        widths = [[max(len(ids) for ids, _ in b.rows(k)) for b in ranks] for k in range(32)]
+        return float(np.mean([abs(a - b) for a, b in widths]))
+
+    assert widest_gap("global") < 10 < widest_gap("per-rank")
 
 
 def test_target_weights_scale_the_loss_mask_on_those_targets_only():
