@@ -175,7 +175,7 @@ def _failures(out: Path, rows: list[dict], tasks: list[str], difficulties: list[
 
 def _reflection(rows: list[dict]) -> list[str]:
     """The Theorem-1 quantities beside measured RMTP accuracy (rows that carry diagnostics)."""
-    table = []
+    table, by_kind = [], []
     for r in rows:
         if r["mode"] != "rmtp" or "mu" not in r:
             continue
@@ -189,6 +189,9 @@ def _reflection(rows: list[dict]) -> list[str]:
                  pair(_pct(r.get(f"pass@{k}")) for k in (1, 4, 16)) + f" ({r.get('wrong_greedy_states', 0)})",
                  _pct(r.get("theorem1_rmtp")), accuracy_cell(r)]
         table.append("| " + " | ".join(cells) + " |")
+        kinds = ", ".join(f"{k['kind']} {_pct(k['within_state_auc'])} ({k['pairs']})" for k in auc.get("by_kind", []))
+        if kinds:
+            by_kind.append(f"- {r['policy']}, {r['task']} {r['difficulty']}: {kinds}")
     if not table:
         return []
     return ["## Why reflection helps or not", "",
@@ -203,7 +206,9 @@ def _reflection(rows: list[dict]) -> list[str]:
             "(within; 0.5 = it judges the state, 1 = it checks the step), and over all states (pooled).", "",
             "| policy | task | split | mu | AUC within / pooled | e+ / e- first | e+ / e- revision | rejected |"
             " pass@1/4/16 | Theorem 1 RMTP | measured RMTP |",
-            "|---|---|---|---|---|---|---|---|---|---|---|", *table, ""]
+            "|---|---|---|---|---|---|---|---|---|---|---|", *table, "",
+            *(["Within-state AUC by the wrong proposal's first wrong element (its pairs in brackets): which",
+               "elements the verifier checks.", "", *by_kind, ""] if by_kind else [])]
 
 
 def _paired(rows: list[dict]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from cot_ray.atomic import write_json
@@ -114,7 +115,7 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
 def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem], checkpoint: Path) -> dict | None:
     """Within-state and pooled AUC of the checkpoint's own verifier on its own proposals (at the
     states of its greedy runs on the first ``eval.discrimination_problems`` problems)."""
-    from cot_ray.verify.discrimination import discrimination, proposals_at
+    from cot_ray.verify.discrimination import by_kind, discrimination, proposals_at
     from cot_ray.verify.scoring import acceptance
 
     e = config.eval
@@ -123,4 +124,5 @@ def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem],
     detailed = config.reflective_sft.verification != "binary"
     proposals = proposals_at(pool, task, problems[:e.discrimination_problems], e.discrimination_samples,
                              e.execution("rmtp", task.name).revision_temperature, e.seed, detailed)
-    return discrimination(proposals, acceptance(str(checkpoint), proposals)).to_dict()
+    scores = acceptance(str(checkpoint), proposals)
+    return {**discrimination(proposals, scores).to_dict(), "by_kind": [asdict(k) for k in by_kind(proposals, scores)]}

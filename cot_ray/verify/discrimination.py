@@ -13,13 +13,19 @@ spends its budget and gains nothing. What tells the two apart is ranking:
   at the same states. A verifier that accepts "what it would have written" rather than "what is
   right" accepts the first far more than the second, and that is what RMTP's revisions meet.
 
+- **by kind** (:func:`by_kind`): the within-state AUC of right steps against wrong ones whose
+  first wrong element is of one kind (a Mult copy, product, sum...; a Sudoku clash): which
+  elements the verifier checks. :func:`expert_probes` gives controlled pairs for it: at every
+  state of the expert's path, the expert's step and one corruption of each kind, one element apart.
+
 The acceptance probability is teacher-forced (:mod:`cot_ray.verify.scoring`): the chance the
-verifier writes only ✓ after the step. Proposals come from one policy (the stage-II policy) so
-that every verifier is measured on the very same steps.
+verifier writes only ✓ after the step. Proposals come from one policy (the stage-II policy) or
+from the expert, so that every verifier is measured on the very same steps.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -40,6 +46,8 @@ class Proposal:
     correct: bool
     greedy: bool
     n_labels: int
+    kind: str | None = None
+    """A wrong step's first wrong element (``Task.diagnose``, or the corruption's kind); None if right."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,18 +78,77 @@ def proposals_at(pool, task: Task, problems: Sequence[Problem], samples: int, te
     sampled: list[Trajectory] = pool.run(task.name, starts, ExecutionConfig.single_step(seed + 1, temperature)) \
         if starts else []
     visited = {s.state for t in greedy for s in t.steps if s.valid}
+    return [_proposal(task, s.state, s.step, detailed, greedy=is_greedy)
+            for is_greedy, runs in ((True, greedy), (False, sampled)) for s in closed_steps(runs) if s.state in visited]
+
+
+def _proposal(task: Task, state: str, step: str, detailed: bool, greedy: bool = False,
+              kind: str | None = None) -> Proposal:
+    correct = step_is_right(task, state, step)
+    n_labels = len(task.verify(state, step, detailed=True).labels) if detailed else 1
+    return Proposal(state=state, step=step, correct=correct, greedy=greedy, n_labels=n_labels,
+                    kind=None if correct else kind or task.diagnose(state, step))
+
+
+def expert_probes(task: Task, problems: Sequence[Problem], rng: random.Random, detailed: bool) -> list[Proposal]:
+    """At every state of the expert's path through each problem: the expert's step and, for each
+    corruption kind the step allows, that step with one element of that kind wrong. Pairs one
+    element apart at one state, free of the policy's own mix of errors: :func:`by_kind` on them
+    says which elements a verifier checks."""
     out = []
-    for is_greedy, runs in ((True, greedy), (False, sampled)):
-        for s in closed_steps(runs):
-            if s.state in visited:
-                v = task.verify(s.state, s.step, detailed=True)
-                out.append(Proposal(state=s.state, step=s.step, correct=step_is_right(task, s.state, s.step),
-                                    greedy=is_greedy, n_labels=len(v.labels) if detailed else 1))
+    for problem in problems:
+        state: str | None = task.initial_state(problem)
+        while state is not None:
+            step = task.expert_step(state, problem)
+            out.append(_proposal(task, state, step, detailed))
+            for kind in task.corruption_kinds(step):
+                if (wrong := task.corrupt_step(state, step, kind, rng)) is not None:
+                    out.append(_proposal(task, state, wrong, detailed, kind=kind))
+            state = task.transition(state, step).next_state
     return out
 
 
 def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindDiscrimination:
+    """How well a verifier sees one kind of wrong element (:func:`by_kind`)."""
+
+    kind: str
+    within_state_auc: float
+    pairs: int
+    """(right, wrong-of-this-kind) pairs at the same state."""
+    wrong_acceptance: float
+    """Mean acceptance of the wrong steps of this kind in those pairs."""
+
+
+def by_kind(proposals: Sequence[Proposal], acceptance: Sequence[float]) -> list[KindDiscrimination]:
+    """Within-state AUC of right steps against the wrong steps of each kind at the same states,
+    kinds in order of first appearance."""
+    if len(proposals) != len(acceptance):
+        raise ValueError(f"{len(proposals)} proposals but {len(acceptance)} acceptance probabilities")
+    right: dict[str, list[float]] = {}
+    wrong: dict[str, dict[str, list[float]]] = {}
+    for p, a in zip(proposals, acceptance):
+        if p.correct:
+            right.setdefault(p.state, []).append(a)
+        else:
+            wrong.setdefault(p.kind or "other", {}).setdefault(p.state, []).append(a)
+    out = []
+    for kind, states in wrong.items():
+        wins = pairs = 0.0
+        seen: list[float] = []
+        for state, scores in states.items():
+            if state in right:
+                w, n = rank_pairs(right[state], scores)
+                wins, pairs = wins + w, pairs + n
+                seen += scores
+        if pairs:
+            out.append(KindDiscrimination(kind=kind, within_state_auc=wins / pairs, pairs=int(pairs),
+                                          wrong_acceptance=sum(seen) / len(seen)))
+    return out
 
 
 def discrimination(proposals: Sequence[Proposal], acceptance: Sequence[float]) -> Discrimination:

@@ -1,6 +1,7 @@
 """Within-state AUC, pooled AUC and the paired interval: the measures that decide between stage-III arms."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -41,6 +42,38 @@ def test_greedy_and_sampled_right_steps_are_averaged_at_the_same_states():
     d = discrimination(props, [0.9, 0.3, 0.2, 0.8])
     # state b holds no wrong step, so its greedy step is not in the comparison
     assert (d.greedy_right_acceptance, d.sampled_right_acceptance) == (0.9, 0.3)
+
+
+@pytest.mark.parametrize("task_name", ["mult", "sudoku"])
+def test_expert_probes_pair_the_experts_step_with_one_wrong_element_of_each_kind(task_name):
+    from cot_ray.tasks import get_task, step_is_right
+    from cot_ray.verify.discrimination import expert_probes
+
+    task, rng = get_task(task_name), random.Random(0)
+    probs = [task.generate("id-easy", rng) for _ in range(3)]
+    probes = expert_probes(task, probs, random.Random(1), detailed=True)
+    right = {p.state: p for p in probes if p.correct}
+    wrong = [p for p in probes if not p.correct]
+    assert wrong and all(p.state in right and not step_is_right(task, p.state, p.step) for p in wrong)
+    assert all(p.kind in task.corruption_kinds(right[p.state].step) for p in wrong)
+    if task_name == "mult":  # the corruption breaks the element it names first
+        assert all(task.diagnose(p.state, p.step) == p.kind for p in wrong)
+    assert all(p.n_labels == len(task.verify(p.state, p.step, detailed=True).labels) for p in probes)
+    first = task.initial_state(probs[0])
+    assert first in right  # the path starts at the problem's first state
+
+
+def test_by_kind_tells_which_element_the_verifier_checks():
+    from cot_ray.verify.discrimination import by_kind
+
+    props = [p for k in range(8) for p in (_p(f"s{k}", True), replace(_p(f"s{k}", False), kind="product"),
+                                           replace(_p(f"s{k}", False), kind="copy"))]
+    props.append(replace(_p("alone", False), kind="sum"))  # no right step at its state: not ranked
+    scores = [0.9 if p.correct else 0.1 if p.kind == "product" else 0.9 for p in props]
+    kinds = {k.kind: k for k in by_kind(props, scores)}
+    assert set(kinds) == {"product", "copy"}
+    assert kinds["product"].within_state_auc == 1.0 and kinds["copy"].within_state_auc == 0.5
+    assert kinds["product"].pairs == 8 and kinds["copy"].wrong_acceptance == pytest.approx(0.9)
 
 
 def test_rank_pairs_counts_ties_as_half():
