@@ -90,3 +90,12 @@ def test_rl_with_a_missing_init_exits_with_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "is not a model folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["cpu-small", "cpu-sudoku", "cpu-sudoku-binary", "smoke"])
+def test_stage_four_of_a_two_core_config_fits_two_cpus(name):
+    """The rollout pool and the learner are up together in stage IV; on 2 CPUs they must fit, or
+    Ray waits forever for a CPU."""
+    c = load_config(f"configs/{name}.yaml")
+    pool = c.rollout.sized(c.rl.rollout)
+    assert pool.workers * pool.cpus_per_worker + c.rl.workers * c.rl.cpus_per_worker <= 2
