@@ -13,12 +13,12 @@ from cot_ray.config import ModelConfig, PipelineConfig, TrainConfig
 from cot_ray.train.workers import StageWorkerConfig
 
 
-def mult_corpus(folder: str, problems: int) -> str:
-    """A new multiplication corpus of ``problems`` expert CoTs in ``folder``; its path."""
+def task_corpus(folder: str, problems: int, task: str = "mult") -> str:
+    """A new corpus of ``problems`` expert CoTs of ``task`` in ``folder``; its path."""
     from cot_ray.data.corpus import generate_corpus
 
     path = f"{folder}/corpus.parquet"
-    generate_corpus("mult", problems, path, parallel=False)
+    generate_corpus(task, problems, path, parallel=False)
     return path
 
 

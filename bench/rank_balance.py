@@ -28,7 +28,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import mult_corpus, stage_examples, worker_config
+from common import stage_examples, task_corpus, worker_config
 
 SCHEMES = {"independent per rank": "per-rank", "one global batch, split": "global"}
 """The two values of ``trainer.batching``, as the table names them."""
@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        examples = stage_examples("sft", mult_corpus(tmp, args.problems))
+        examples = stage_examples("sft", task_corpus(tmp, args.problems))
     runs = {name: replay(plan(examples, batching, args.batch, args.world, args.steps), args.size)
             for name, batching in SCHEMES.items()}
     print(f"stage-II examples of {args.problems} mult problems, model {args.size}, global batch {args.batch}, "

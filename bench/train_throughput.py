@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import mult_corpus, stage_examples, worker_config
+from common import stage_examples, task_corpus, worker_config
 
 
 def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precision: str = "fp32",
@@ -40,8 +40,8 @@ def plain_loop(examples: list[tuple[list[int], int]], args, threads: int, precis
     opt = make_optimizer(model, 1e-3, 0.1)
     if compiled:
         model = torch.compile(model, dynamic=True)
-    batches = Batches(examples, worker_config(args.stage, args.size, args.batch, args.steps, len(examples), args.block),
-                      rank=0, world=1)
+    cfg = worker_config(args.stage, args.size, args.batch, args.steps, len(examples), args.block, args.max_len)
+    batches = Batches(examples, cfg, rank=0, world=1)
     bf16 = uses_bf16(precision, "cpu", False)
     times = []
     for step in range(args.steps):
@@ -60,8 +60,8 @@ def ray_train(corpus: str, args, workers: int, tmp: str, precision: str = "fp32"
 
     out = Path(tmp) / f"ray{workers}-{precision}"
     cfg = TrainConfig(workers=workers, cpus_per_worker=args.threads / workers, steps=args.steps,
-                      batch_size=args.batch, block_size=args.block, checkpoint_every=10**6, report_every=10**6,
-                      warmup_steps=5, precision=precision)
+                      batch_size=args.batch, block_size=args.block, max_len=args.max_len, checkpoint_every=10**6,
+                      report_every=10**6, warmup_steps=5, precision=precision)
     t0 = time.perf_counter()
     run_stage(args.stage, cfg, ModelConfig(size=args.size), corpus_dataset([corpus], args.stage), out,
               progress=False)
@@ -83,12 +83,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--task", default="mult", help="whose expert CoTs (e.g. sudoku-board: cpu-sudoku's examples)")
+    ap.add_argument("--problems", type=int, default=2000, help="corpus size")
+    ap.add_argument("--max-len", type=int, default=640, help="SFT examples are cut to this (cpu-sudoku: 256)")
     args = ap.parse_args()
 
     from cot_ray.raycluster import ensure_ray
 
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = mult_corpus(tmp, 2000)
+        corpus = task_corpus(tmp, args.problems, args.task)
         examples = stage_examples(args.stage, corpus)
         runs = {"plain torch loop": (plain_loop(examples, args, args.threads), None, None),
                 "plain torch loop, bf16": (plain_loop(examples, args, args.threads, "bf16"), None, None),
@@ -98,7 +101,8 @@ def main() -> None:
                  "Ray Train, 2 workers": ray_train(corpus, args, 2, tmp),
                  "Ray Train, 2 workers, bf16": ray_train(corpus, args, 2, tmp, "bf16")}
     window = f"{args.block}-token windows" if args.stage == "pretrain" else "SFT examples (state -> step)"
-    print(f"stage {args.stage}, model {args.size}, global batch {args.batch} {window}, {args.threads} threads in all")
+    print(f"stage {args.stage}, {args.task}, model {args.size}, global batch {args.batch} {window}, "
+          f"{args.threads} threads in all")
     print(f"{'run':28} {'steps/s':>8} {'tokens/s':>9} {'vs plain':>9} {'overhead s':>11} {'end loss':>9}")
     base = runs["plain torch loop"][0]
     for name, (rate, overhead, loss) in runs.items():
