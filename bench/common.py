@@ -84,3 +84,21 @@ def paired_cell(a: list[bool], b: list[bool]) -> str:
 
     d, lo, hi = paired_interval(a, b)
     return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def expert_probe(checkpoint: str, task_name: str, problems: list, detailed: bool, seed: int = 0) -> tuple[list, dict]:
+    """The verifier ``checkpoint`` on expert probes at the problems' expert paths
+    (``cot_ray.verify.discrimination.expert_probes``): the probes with their acceptance, and the
+    figures (within-state AUC overall and by kind of wrong element, right steps' acceptance)."""
+    import random
+
+    from cot_ray.tasks import get_task
+    from cot_ray.verify.discrimination import by_kind, discrimination, expert_probes
+    from cot_ray.verify.scoring import acceptance
+
+    probes = expert_probes(get_task(task_name), problems, random.Random(seed), detailed)
+    scores = acceptance(checkpoint, probes)
+    overall, right = discrimination(probes, scores), [a for p, a in zip(probes, scores) if p.correct]
+    figures = {"within_state_auc": overall.within_state_auc, "states": overall.states, "probes": len(probes),
+               "right_acceptance": sum(right) / len(right), "kinds": [k.__dict__ for k in by_kind(probes, scores)]}
+    return list(zip(probes, scores)), figures

@@ -11,6 +11,10 @@ validation split by default: decide there, report on ``--split test``):
   is worth its RMTP evaluation when its within-state AUC rises;
 - **accuracy**: MTP and RMTP (``--modes``) of each arm's checkpoint on the same problems, the
   paired RMTP - MTP difference with its 95% interval, every arm against the first (paired);
+- **expert probes** (``bench/verifier_probe.py``): the within-state AUC of the expert's step
+  against one element of each kind wrong, at every state of ``--probe-problems`` held-out expert
+  paths per difficulty: hundreds of states where the policy's own proposals give tens, and which
+  elements each arm's verifier sees;
 - **e+ / e-** on first attempts and on revisions (the attempts after a rejection).
 
 Arms (``--arms``; the first is the baseline):
@@ -43,7 +47,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import accuracy_cell, held_out_args, paired_cell, trained_on
+from common import accuracy_cell, expert_probe, held_out_args, paired_cell, trained_on
 
 from cot_ray.config import PipelineConfig, load_config
 from cot_ray.data.splits import problems
@@ -134,9 +138,11 @@ def train(config: PipelineConfig, run: Path, out: Path, arm: str, data: Path) ->
 
 
 def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[str, int], split: str,
-             modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool, exclude: frozenset[str]) -> dict:
-    """Every mode on the same problems per difficulty (outcomes kept for pairing), e+/e-, and the
-    discrimination of the arm's verifier on the shared proposals."""
+             modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool, exclude: frozenset[str],
+             probe_problems: int) -> dict:
+    """Every mode on the same problems per difficulty (outcomes kept for pairing), e+/e-, the
+    discrimination of the arm's verifier on the shared proposals and on expert probes (the expert's
+    step against one element of each kind wrong, at the states of held-out expert paths)."""
     from cot_ray.rollout.keeper import with_pool
     from cot_ray.verify.scoring import acceptance
 
@@ -158,6 +164,8 @@ def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[st
     for d, props in proposals.items():
         labels = [p if detailed else replace(p, n_labels=1) for p in props]
         rows[d]["discrimination"] = discrimination(labels, acceptance(str(checkpoint), labels)).to_dict()
+        held_out = problems(get_task(task), d, probe_problems, config.eval.seed, split, exclude)
+        rows[d]["probes"] = expert_probe(str(checkpoint), task, held_out, detailed)[1]
     return rows
 
 
@@ -178,6 +186,13 @@ def report(results: dict, arms: list[str], sizes: dict[str, int], modes: list[st
                 lines.append(f"| {a} | {split_name} | {_pct(d['within_state_auc'])} | {_pct(d['pooled_auc'])} | "
                              f"{d['states']} | {_pct(d['greedy_right_acceptance'])} / "
                              f"{_pct(d['sampled_right_acceptance'])} / {_pct(d['wrong_acceptance'])} |")
+    lines += ["", "expert probes: within-state AUC, overall and by the wrong element", ""]
+    for a in arms:
+        for split_name in sizes:
+            pr = results[a][split_name].get("probes")
+            if pr:
+                kinds = ", ".join(f"{k['kind']} {_pct(k['within_state_auc'])}" for k in pr["kinds"])
+                lines.append(f"- {a}, {split_name}: {_pct(pr['within_state_auc'])} at {pr['states']} states ({kinds})")
     head = " | ".join(m.upper() for m in modes)
     lines += ["", f"| arm | split | {head} | e+ / e- | revision e+ / e- | RMTP - MTP | RMTP - {base} RMTP |",
               "|---" * (6 + len(modes)) + "|"]
@@ -204,6 +219,8 @@ def main() -> None:
     p.add_argument("--auc-problems", type=int, default=150, help="problems per difficulty whose greedy runs give "
                    "the states the verifiers are ranked at")
     p.add_argument("--auc-samples", type=int, default=8, help="proposals sampled per state (besides the greedy one)")
+    p.add_argument("--probe-problems", type=int, default=100, help="held-out problems per difficulty whose expert "
+                   "paths give the expert probes (bench/verifier_probe.py)")
     p.add_argument("--out", default=None, help="default: <run>/bench-reflective-arms")
     args = p.parse_args()
     if len(set(args.arms)) != len(args.arms) or len(args.arms) < 2:
@@ -233,7 +250,7 @@ def main() -> None:
         final = train(config, run, out, arm, paths[arm])
         detailed = config.reflective_sft.model_copy(update=ARMS[arm].changes).verification != "binary"
         results[arm] = evaluate(config, final, task, sizes, args.split, args.modes, proposals, detailed,
-                                trained_on(config, run, task))
+                                trained_on(config, run, task), args.probe_problems)
         seconds[arm] = time.time() - t0
         auc = {d: _pct(r.get("discrimination", {}).get("within_state_auc")) for d, r in results[arm].items()}
         print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s; within-state AUC {auc}", flush=True)

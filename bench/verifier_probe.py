@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
-from common import held_out_args, trained_on
+from common import expert_probe, held_out_args, trained_on
 
 from cot_ray.config import load_config
 from cot_ray.data.splits import problems
 from cot_ray.tasks import get_task
-from cot_ray.verify.discrimination import by_kind, discrimination, expert_probes
-from cot_ray.verify.scoring import acceptance
 
 
 def path_positions(task, probs) -> dict[str, int]:
@@ -49,20 +46,13 @@ def path_positions(task, probs) -> dict[str, int]:
 
 def measure(task_name: str, probs, checkpoint: Path, detailed: bool, seed: int) -> dict:
     """Probes at the problems' expert paths, scored by ``checkpoint``: the figures of the docstring."""
-    task = get_task(task_name)
-    probes = expert_probes(task, probs, random.Random(seed), detailed)
-    position = path_positions(task, probs)
-    scores = acceptance(str(checkpoint), probes)
-    overall = discrimination(probes, scores)
+    scored, figures = expert_probe(str(checkpoint), task_name, probs, detailed, seed)
+    position = path_positions(get_task(task_name), probs)
     right_by_position: dict[int, list[float]] = {}
-    for p, a in zip(probes, scores):
+    for p, a in scored:
         if p.correct:
             right_by_position.setdefault(min(position[p.state], 4), []).append(a)
-    right = [a for p, a in zip(probes, scores) if p.correct]
-    return {"within_state_auc": overall.within_state_auc, "states": overall.states, "probes": len(probes),
-            "right_acceptance": sum(right) / len(right),
-            "kinds": [k.__dict__ for k in by_kind(probes, scores)],
-            "right_by_position": {k: sum(v) / len(v) for k, v in sorted(right_by_position.items())}}
+    return figures | {"right_by_position": {k: sum(v) / len(v) for k, v in sorted(right_by_position.items())}}
 
 
 def report(results: dict[str, dict[str, dict]], split: str) -> str:
