@@ -91,6 +91,7 @@ def expert_probe(checkpoint: str, task_name: str, problems: list, detailed: bool
     (``cot_ray.verify.discrimination.expert_probes``): the probes with their acceptance, and the
     figures (within-state AUC overall and by kind of wrong element, right steps' acceptance)."""
     import random
+    from dataclasses import asdict
 
     from cot_ray.tasks import get_task
     from cot_ray.verify.discrimination import by_kind, discrimination, expert_probes
@@ -100,5 +101,5 @@ def expert_probe(checkpoint: str, task_name: str, problems: list, detailed: bool
     scores = acceptance(checkpoint, probes)
     overall, right = discrimination(probes, scores), [a for p, a in zip(probes, scores) if p.correct]
     figures = {"within_state_auc": overall.within_state_auc, "states": overall.states, "probes": len(probes),
-               "right_acceptance": sum(right) / len(right), "kinds": [k.__dict__ for k in by_kind(probes, scores)]}
+               "right_acceptance": sum(right) / len(right), "kinds": [asdict(k) for k in by_kind(probes, scores)]}
     return list(zip(probes, scores)), figures
