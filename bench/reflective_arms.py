@@ -27,7 +27,13 @@ Arms (``--arms``; the first is the baseline):
 - ``per-state-detailed``: the same samples, one label per element (``verification: detailed``);
 - ``per-state-half``: ``per-state`` with half of the mixture verification (``verification_share: 0.5``);
 - ``per-state-weighted``: ``per-state`` with every label token weighted 200 in the loss
-  (``verification_weight``): a binary label is one token beside ~100 planning tokens per example.
+  (``verification_weight``): a binary label is one token beside ~100 planning tokens per example;
+- ``per-state-restated`` (Mult): ``per-state-detailed`` in the ``mult-restated`` format: before the
+  label of each digit product its inputs (the other operand's digit, u, the carry written before
+  it), before each copy the number copied, so a label checks what sits beside it.
+
+An arm with a task variant (``restated``) labels the same sampled steps, and runs the same
+problems, in that variant's verification format; its planning steps are the run's task's.
 
 An arm measured on the same problems by an earlier invocation (``results-<split>.json``) is not
 trained or evaluated again.
@@ -55,7 +61,7 @@ from cot_ray.evaluate import Summary
 from cot_ray.layout import RunLayout, is_complete
 from cot_ray.tasks import get_task
 from cot_ray.verify import verification_counts
-from cot_ray.verify.discrimination import Proposal, discrimination, proposals_at
+from cot_ray.verify.discrimination import Proposal, discrimination, labelled_as, proposals_at
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +71,11 @@ class Arm:
     data: str
     """"stored" (the run's own Parquet) or "per-state" (sampled here, labelled for the arm)."""
     changes: dict = field(default_factory=dict)
+    variant: str = ""
+    """The task whose verification format the arm learns (a variant of the run's task), or ""."""
+
+    def task(self, run_task: str) -> str:
+        return self.variant or run_task
 
 
 ARMS: dict[str, Arm] = {
@@ -73,6 +84,8 @@ ARMS: dict[str, Arm] = {
     "per-state-detailed": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"}),
     "per-state-half": Arm(data="per-state", changes={"balance": "per-state", "verification_share": 0.5}),
     "per-state-weighted": Arm(data="per-state", changes={"balance": "per-state", "verification_weight": 200.0}),
+    "per-state-restated": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"},
+                              variant="mult-restated"),
 }
 
 
@@ -97,7 +110,7 @@ def sample(config: PipelineConfig, run: Path, out: Path, task: str, arms: list[s
             steps = sample_steps(pool, task, reflective_queries(config, task), per_state)
             for a in missing:
                 cfg = r.model_copy(update=ARMS[a].changes)
-                records = verification_records(task, steps, cfg)
+                records = verification_records(ARMS[a].task(task), steps, cfg)
                 paths[a].parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(pa.Table.from_pylist([x.row() for x in records]), paths[a])
                 print(f"{a}: {len(records)} verification examples from {len(steps)} sampled steps, "
@@ -137,20 +150,24 @@ def train(config: PipelineConfig, run: Path, out: Path, arm: str, data: Path) ->
                      init=str(own.final("sft")))
 
 
-def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[str, int], split: str,
+def evaluate(config: PipelineConfig, checkpoint: Path, task: str, arm_task: str, sizes: dict[str, int], split: str,
              modes: list[str], proposals: dict[str, list[Proposal]], detailed: bool, exclude: frozenset[str],
              probe_problems: int) -> dict:
     """Every mode on the same problems per difficulty (outcomes kept for pairing), e+/e-, the
     discrimination of the arm's verifier on the shared proposals and on expert probes (the expert's
-    step against one element of each kind wrong, at the states of held-out expert paths)."""
+    step against one element of each kind wrong, at the states of held-out expert paths). Problems
+    are the run's ``task``'s, run in the arm's verification format (``arm_task``)."""
     from cot_ray.rollout.keeper import with_pool
     from cot_ray.verify.scoring import acceptance
+
+    def held_out(d: str, n: int) -> list:
+        return [replace(p, task=arm_task) for p in problems(get_task(task), d, n, config.eval.seed, split, exclude)]
 
     def work(pool) -> dict:
         rows = {}
         for d, n in sizes.items():
-            probs = problems(get_task(task), d, n, config.eval.seed, split, exclude)
-            runs = {m: pool.run(task, probs, config.eval.execution(m, task)) for m in modes}
+            probs = held_out(d, n)
+            runs = {m: pool.run(arm_task, probs, config.eval.execution(m, arm_task)) for m in modes}
             row = {m: [t.correct for t in runs[m]] for m in modes}
             row["summary"] = {m: Summary.of(runs[m]).__dict__ for m in modes}
             if "rmtp" in runs:
@@ -162,10 +179,9 @@ def evaluate(config: PipelineConfig, checkpoint: Path, task: str, sizes: dict[st
 
     rows = with_pool(config.rollout, checkpoint, work)
     for d, props in proposals.items():
-        labels = [p if detailed else replace(p, n_labels=1) for p in props]
+        labels = labelled_as(get_task(arm_task), props, detailed)
         rows[d]["discrimination"] = discrimination(labels, acceptance(str(checkpoint), labels)).to_dict()
-        held_out = problems(get_task(task), d, probe_problems, config.eval.seed, split, exclude)
-        rows[d]["probes"] = expert_probe(str(checkpoint), task, held_out, detailed)[1]
+        rows[d]["probes"] = expert_probe(str(checkpoint), arm_task, held_out(d, probe_problems), detailed)[1]
     return rows
 
 
@@ -249,8 +265,8 @@ def main() -> None:
             continue
         final = train(config, run, out, arm, paths[arm])
         detailed = config.reflective_sft.model_copy(update=ARMS[arm].changes).verification != "binary"
-        results[arm] = evaluate(config, final, task, sizes, args.split, args.modes, proposals, detailed,
-                                trained_on(config, run, task), args.probe_problems)
+        results[arm] = evaluate(config, final, task, ARMS[arm].task(task), sizes, args.split, args.modes, proposals,
+                                detailed, trained_on(config, run, task), args.probe_problems)
         seconds[arm] = time.time() - t0
         auc = {d: _pct(r.get("discrimination", {}).get("within_state_auc")) for d, r in results[arm].items()}
         print(f"{arm}: trained and evaluated in {seconds[arm]:.0f}s; within-state AUC {auc}", flush=True)

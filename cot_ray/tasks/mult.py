@@ -195,9 +195,12 @@ class Multiplication:
 
     family: TaskFamily = "mult"
 
-    def __init__(self, layout: LsdLayout | MsdLayout | None = None, name: str = "mult") -> None:
+    def __init__(self, layout: LsdLayout | MsdLayout | None = None, name: str = "mult", restate: bool = False) -> None:
         self.layout = layout or LsdLayout()
         self.name = name
+        if restate and not isinstance(self.layout, LsdLayout):
+            raise ValueError("restated verification reads the LSD layout's written additions; use LsdLayout")
+        self.restate = restate
 
     def generate(self, difficulty: str, rng: random.Random) -> Problem:
         """Digit counts (dx, dy) uniform over the grid cells of the level, then uniform numbers.
@@ -266,7 +269,47 @@ class Multiplication:
             return Verification((False,))
         if not detailed:
             return Verification((self._invariant_holds(parsed, step),))
+        if self.restate:
+            return self._restated(state, step)
         return Verification(tuple(ok for _, ok in self.elements(state, step)))
+
+    def _restated(self, state: str, step: str) -> Verification:
+        """Detailed verification that writes, before the label of each digit product and each copy,
+        the inputs it is checked against, taken from the state and the step only (never the
+        expert's value: a teacher-forced mark gives a verifier nothing it could not copy).
+
+        - product j: the other operand's digit d_j, u and c, the tens digit of the product written
+          before it (0 first), then ✓ when the written w_j equals d_j * u + c: a times-table
+          lookup beside its inputs, as the policy wrote it, instead of a comparison with an
+          unseen right value. Locally right products are all right (c starts at 0), so the step's
+          verdict is the expert's; after a first wrong product, a later one is judged on its own.
+        - an addition's copy of r: the number it copies (the state's r first, then the sum
+          written before it), then ✓ when it is the same number (zero padding is alignment).
+        Every other element keeps its plain label (:meth:`elements`)."""
+        elements = self.elements(state, step)
+        p = self.layout.parse(step)
+        if p is None or _ANSWER.match(step):
+            return Verification(tuple(ok for _, ok in elements))
+        m = _STATE.match(state)
+        assert m is not None, state
+        other = m[2] if p.operand == "x" else m[1]
+        labels, marks = [], []
+        j = k = 0
+        for kind, ok in elements:
+            mark = ""
+            if kind in ("product", "carry"):
+                d = int(other[j]) if j < len(other) else 0
+                c = int(p.products[j - 1][0]) if 0 < j <= len(p.products) else 0
+                mark = f"{d}{p.u}{c}"
+                ok = j < len(p.products) and j < len(other) and int(p.products[j]) == d * p.u + c
+                j += 1
+            elif kind == "copy":
+                source = m[3] if k == 0 else p.additions[k - 1][2]
+                mark, ok = source, p.additions[k][0].rstrip("0") == source.rstrip("0")
+                k += 1
+            labels.append(ok)
+            marks.append(mark)
+        return Verification(tuple(labels), tuple(marks))
 
     def _invariant_holds(self, parsed: tuple[int, int, int], step: str) -> bool:
         x, y, r = parsed

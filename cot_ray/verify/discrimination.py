@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from cot_ray.mtp import ExecutionConfig, Trajectory
 from cot_ray.mtp.execute import samples_from
@@ -39,13 +39,15 @@ from cot_ray.tasks import Problem, Task, step_is_right
 @dataclass(frozen=True, kw_only=True)
 class Proposal:
     """A step proposed at a held-out state, the expert's verdict, and whether it was the greedy
-    step (``n_labels``: how many labels a detailed verification of it has)."""
+    step (``n_labels``: how many labels a detailed verification of it has, ``marks``: what a
+    restated verification writes before each label, from the state and the step only)."""
 
     state: str
     step: str
     correct: bool
     greedy: bool
     n_labels: int
+    marks: tuple[str, ...] = ()
     kind: str | None = None
     """A wrong step's first wrong element (``Task.diagnose``, or the corruption's kind); None if right."""
 
@@ -85,9 +87,21 @@ def proposals_at(pool, task: Task, problems: Sequence[Problem], samples: int, te
 def _proposal(task: Task, state: str, step: str, detailed: bool, greedy: bool = False,
               kind: str | None = None) -> Proposal:
     correct = step_is_right(task, state, step)
-    n_labels = len(task.verify(state, step, detailed=True).labels) if detailed else 1
-    return Proposal(state=state, step=step, correct=correct, greedy=greedy, n_labels=n_labels,
+    return Proposal(state=state, step=step, correct=correct, greedy=greedy, **_labels(task, state, step, detailed),
                     kind=None if correct else kind or task.diagnose(state, step))
+
+
+def _labels(task: Task, state: str, step: str, detailed: bool) -> dict:
+    if not detailed:
+        return {"n_labels": 1, "marks": ()}
+    truth = task.verify(state, step, detailed=True)
+    return {"n_labels": len(truth.labels), "marks": truth.marks}
+
+
+def labelled_as(task: Task, proposals: Sequence[Proposal], detailed: bool) -> list[Proposal]:
+    """The same proposals with the labels (and marks) of ``task``'s verification, binary or
+    detailed: one set of steps, ranked by verifiers trained on different verification formats."""
+    return [replace(p, **_labels(task, p.state, p.step, detailed)) for p in proposals]
 
 
 def expert_probes(task: Task, problems: Sequence[Problem], rng: random.Random, detailed: bool) -> list[Proposal]:

@@ -3,8 +3,10 @@
 Sampling the verification shows one verdict per step; ranking steps needs the probability
 behind it. After ``<bos>[state]{step}|`` the checkpoint's chance of writing ✓ at each label
 position (given ✓ before it), against ✗, multiplied over the labels a verification of the step
-holds: the chance it accepts the step. Scoring is a forward pass, not generation, so it runs on
-the checkpoint directly instead of on the rollout pool's engines.
+holds: the chance it accepts the step. A restated verification's marks (the inputs each label is
+checked against, copied from the state and the step) are teacher-forced before their labels.
+Scoring is a forward pass, not generation, so it runs on the checkpoint directly instead of on
+the rollout pool's engines.
 """
 
 from __future__ import annotations
@@ -25,20 +27,32 @@ def acceptance(checkpoint: str, proposals: Sequence[Proposal], batch_size: int =
     tok = Tokenizer()
     yes, no = tok.token_to_id[POSITIVE], tok.token_to_id[NEGATIVE]
     model = load_model(checkpoint).eval()
-    prompts = [tok.verify_prompt(p.state, p.step) for p in proposals]
-    order = sorted(range(len(proposals)), key=lambda i: len(prompts[i]) + proposals[i].n_labels)
+    seqs, at = zip(*(_accepting(tok.verify_prompt(p.state, p.step), p, tok, yes) for p in proposals)) \
+        if proposals else ((), ())
+    order = sorted(range(len(proposals)), key=lambda i: len(seqs[i]))
     out = [0.0] * len(proposals)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            seqs = [prompts[i] + [yes] * (proposals[i].n_labels - 1) for i in rows]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), tok.pad_id, dtype=torch.long)
+            width = max(len(seqs[i]) for i in rows)
+            ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
-            for r, s in enumerate(seqs):
-                ids[r, :len(s)], mask[r, :len(s)] = torch.tensor(s), 1
+            for r, i in enumerate(rows):
+                ids[r, :len(seqs[i])], mask[r, :len(seqs[i])] = torch.tensor(seqs[i]), 1
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[..., [yes, no]], dim=-1)
             for r, i in enumerate(rows):
-                first = len(prompts[i]) - 1  # the position that predicts the first label
-                out[i] = float(logp[r, first:first + proposals[i].n_labels, 0].sum().exp())
+                out[i] = float(logp[r, list(at[i]), 0].sum().exp())
     return out
+
+
+def _accepting(prompt: list[int], p: Proposal, tok: Tokenizer, yes: int) -> tuple[list[int], list[int]]:
+    """The accepting verification teacher-forced after ``prompt`` (each mark, then ✓; the last ✓
+    is predicted, not fed), and the positions whose next-token logits predict the labels."""
+    seq, at = list(prompt), []
+    marks = p.marks or ("",) * p.n_labels
+    for k, mark in enumerate(marks):
+        seq += tok.encode(mark)
+        at.append(len(seq) - 1)
+        if k < len(marks) - 1:
+            seq.append(yes)
+    return seq, at

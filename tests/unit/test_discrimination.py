@@ -112,7 +112,9 @@ def test_acceptance_is_the_teacher_forced_chance_of_all_positive_labels(tmp_path
     save_checkpoint(build_model("tiny", seed=3, max_positions=256), tmp_path)
     props = [Proposal(state="21*3+0", step="x1:20:03=3;0+3=3;20*3+3", correct=True, greedy=True, n_labels=1),
              Proposal(state="5*7+0", step="y7:0:35=53;00+53=53;5*0+53", correct=True, greedy=False, n_labels=3)]
-    got = acceptance(str(tmp_path), props, batch_size=2)
+    restated = Proposal(state="5*7+0", step="y7:0:35=53;00+53=53;5*0+53", correct=True, greedy=False, n_labels=3,
+                        marks=("", "12", ""))
+    got = acceptance(str(tmp_path), [*props, restated], batch_size=2)
     tok, model = Tokenizer(), load_model(str(tmp_path)).eval()
     yes, no = tok.token_to_id["✓"], tok.token_to_id["✗"]
     for p, a in zip(props, got):
@@ -121,3 +123,10 @@ def test_acceptance_is_the_teacher_forced_chance_of_all_positive_labels(tmp_path
         pair = torch.softmax(logits[len(prompt) - 1:, [yes, no]], dim=-1)[:, 0]
         assert a == pytest.approx(float(pair.prod()), rel=1e-4)
         assert 0 < a < 1
+    # marks are fed before their labels: ✓ after the step, "12" then ✓, then the last label
+    prompt = tok.verify_prompt(restated.state, restated.step)
+    seq = prompt + [yes] + tok.encode("12") + [yes]
+    logits = model(input_ids=torch.tensor([seq])).logits[0]
+    pair = torch.softmax(logits[[len(prompt) - 1, len(prompt) + 2, len(prompt) + 3]][:, [yes, no]], dim=-1)[:, 0]
+    assert got[2] == pytest.approx(float(pair.prod()), rel=1e-4)
+    assert got[2] != pytest.approx(got[1], rel=1e-3)

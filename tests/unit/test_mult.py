@@ -152,3 +152,44 @@ def test_the_longest_ood_hard_expert_step_fits_the_step_budget_and_the_1m_contex
     step = len(tok.encode(task.expert_step(state) + "}"))
     assert 500 < step <= ExecutionConfig().max_step_tokens
     assert len(tok.plan_prompt(state)) + step <= 768  # cpu-small's max_positions
+
+
+def test_restated_verification_writes_each_check_s_inputs_from_the_written_step():
+    """Before each product's label: the other operand's digit, u and the tens digit of the product
+    *written* before it; before each copy: the number copied. A wrong product changes the next
+    one's restated carry, never to the expert's value."""
+    restated, state = get_task("mult-restated"), "1503*72+0"
+    good = restated.expert_step(state)  # y7:02:07,35,03,21=75312;00000+75312=75312;1503*02+75312
+    v = restated.verify(state, good, detailed=True)
+    assert v.ok and len(v.marks) == len(v.labels)
+    assert [m for m in v.marks if m] == ["170", "570", "073", "370", "0"]
+    assert v.text().startswith("✓✓170✓570✓073✓370✓✓0✓")
+    bad = restated.verify(state, good.replace("35,03", "45,03"), detailed=True)
+    assert [m for m in bad.marks if m][:4] == ["170", "570", "074", "370"]
+    assert bad.labels[2:6] == (True, False, False, True)  # 5*7+0 != 45; 0*7+4 != 03, locally judged
+    assert not bad.ok
+
+
+def test_restated_verdicts_are_the_detailed_verdicts_on_expert_steps_and_on_every_corruption():
+    restated, plain, rng = get_task("mult-restated"), get_task("mult"), random.Random(7)
+    checked = set()
+    for difficulty in ("id-easy", "id-hard"):
+        for _ in range(40):
+            problem = plain.generate(difficulty, rng)
+            state = plain.initial_state(problem)
+            while state is not None:
+                step = plain.expert_step(state)
+                assert restated.verify(state, step, detailed=True).ok
+                for kind in plain.corruption_kinds(step):
+                    wrong = plain.corrupt_step(state, step, kind, rng)
+                    if wrong is not None:
+                        v = restated.verify(state, wrong, detailed=True)
+                        assert not v.ok, (kind, state, wrong)
+                        assert len(v.marks) in (0, len(v.labels)) and all(m.isdigit() or not m for m in v.marks)
+                        checked.add(kind)
+                state = plain.transition(state, step).next_state
+    assert {"product", "copy", "sum", "align", "delta", "state", "count"} <= checked
+    with pytest.raises(ValueError, match="LSD"):
+        from cot_ray.tasks.mult import Multiplication, MsdLayout
+
+        Multiplication(MsdLayout(), "x", restate=True)
