@@ -89,17 +89,21 @@ def paired_cell(a: list[bool], b: list[bool]) -> str:
 def expert_probe(checkpoint: str, task_name: str, problems: list, detailed: bool, seed: int = 0) -> tuple[list, dict]:
     """The verifier ``checkpoint`` on expert probes at the problems' expert paths
     (``cot_ray.verify.discrimination.expert_probes``): the probes with their acceptance, and the
-    figures (within-state AUC overall and by kind of wrong element, right steps' acceptance)."""
+    figures (within-state AUC overall and by kind of wrong element, right steps' acceptance; detailed:
+    the label AUC at the wrong element itself, ``at_element``)."""
+    import math
     import random
     from dataclasses import asdict
 
     from cot_ray.tasks import get_task
-    from cot_ray.verify.discrimination import by_kind, discrimination, expert_probes
-    from cot_ray.verify.scoring import acceptance
+    from cot_ray.verify.discrimination import at_wrong_element, by_kind, discrimination, expert_probes
+    from cot_ray.verify.scoring import label_acceptance
 
     probes = expert_probes(get_task(task_name), problems, random.Random(seed), detailed)
-    scores = acceptance(checkpoint, probes)
+    labels = label_acceptance(checkpoint, probes)
+    scores = [math.prod(x) for x in labels]
     overall, right = discrimination(probes, scores), [a for p, a in zip(probes, scores) if p.correct]
     figures = {"within_state_auc": overall.within_state_auc, "states": overall.states, "probes": len(probes),
-               "right_acceptance": sum(right) / len(right), "kinds": [asdict(k) for k in by_kind(probes, scores)]}
+               "right_acceptance": sum(right) / len(right), "kinds": [asdict(k) for k in by_kind(probes, scores)],
+               "at_element": [asdict(k) for k in at_wrong_element(probes, labels)] if detailed else []}
     return list(zip(probes, scores)), figures

@@ -30,7 +30,12 @@ Arms (``--arms``; the first is the baseline):
   (``verification_weight``): a binary label is one token beside ~100 planning tokens per example;
 - ``per-state-restated`` (Mult): ``per-state-detailed`` in the ``mult-restated`` format: before the
   label of each digit product its inputs (the other operand's digit, u, the carry written before
-  it), before each copy the number copied, so a label checks what sits beside it.
+  it), before each copy the number copied, so a label checks what sits beside it;
+- ``restated-half``: ``per-state-restated`` with half of the mixture verification: the exposure
+  control of the next arm;
+- ``restated-every-kind``: ``restated-half`` with one corruption of every element kind at every
+  state (``corruptions: every-kind``): the ✗ labels of every element common (at ``fill``, 0.9% of
+  the product labels were ✗).
 
 An arm with a task variant (``restated``) labels the same sampled steps, and runs the same
 problems, in that variant's verification format; its planning steps are the run's task's.
@@ -86,6 +91,11 @@ ARMS: dict[str, Arm] = {
     "per-state-weighted": Arm(data="per-state", changes={"balance": "per-state", "verification_weight": 200.0}),
     "per-state-restated": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"},
                               variant="mult-restated"),
+    "restated-half": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
+                                                    "verification_share": 0.5}, variant="mult-restated"),
+    "restated-every-kind": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
+                                                          "verification_share": 0.5, "corruptions": "every-kind"},
+                               variant="mult-restated"),
 }
 
 
@@ -209,6 +219,9 @@ def report(results: dict, arms: list[str], sizes: dict[str, int], modes: list[st
             if pr:
                 kinds = ", ".join(f"{k['kind']} {_pct(k['within_state_auc'])}" for k in pr["kinds"])
                 lines.append(f"- {a}, {split_name}: {_pct(pr['within_state_auc'])} at {pr['states']} states ({kinds})")
+                if pr.get("at_element"):
+                    kinds = ", ".join(f"{k['kind']} {_pct(k['within_state_auc'])}" for k in pr["at_element"])
+                    lines.append(f"  - at the wrong element's label: {kinds}")
     head = " | ".join(m.upper() for m in modes)
     lines += ["", f"| arm | split | {head} | e+ / e- | revision e+ / e- | RMTP - MTP | RMTP - {base} RMTP |",
               "|---" * (6 + len(modes)) + "|"]

@@ -178,6 +178,12 @@ class ReflectiveConfig(TrainConfig):
                                                           "positive-cap: the samples as they come, correct ones "
                                                           "capped at max_positive_share (the default: per-state "
                                                           "measured worse at 1M, docs/results-history.md)")
+    corruptions: Literal["fill", "every-kind"] = Field("fill", description="per-state: fill = a short ✗ side "
+                                                       "is filled with corruptions of the kinds the policy gets "
+                                                       "wrong; every-kind = every state also gets one corruption "
+                                                       "of every element kind (a product, a copy, a sum...), the ✓ "
+                                                       "side repeated to match: at fill, 0.9% of the product labels "
+                                                       "were ✗")
     max_positive_share: float = Field(0.5, gt=0, le=1, description="positive-cap: cap on correct steps among "
                                       "verification examples")
     planning_labels: bool = Field(True, description="the re-mixed expert planning examples carry the expert's "

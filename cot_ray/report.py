@@ -192,6 +192,9 @@ def _reflection(rows: list[dict]) -> list[str]:
         kinds = ", ".join(f"{k['kind']} {_pct(k['within_state_auc'])} ({k['pairs']})" for k in auc.get("by_kind", []))
         if kinds:
             by_kind.append(f"- {r['policy']}, {r['task']} {r['difficulty']}: {kinds}")
+        at = ", ".join(f"{k['kind']} {_pct(k['within_state_auc'])}" for k in auc.get("at_element", []))
+        if at:
+            by_kind.append(f"  - at the wrong element's own label: {at}")
     if not table:
         return []
     return ["## Why reflection helps or not", "",
@@ -208,7 +211,9 @@ def _reflection(rows: list[dict]) -> list[str]:
             " pass@1/4/16 | Theorem 1 RMTP | measured RMTP |",
             "|---|---|---|---|---|---|---|---|---|---|---|", *table, "",
             *(["Within-state AUC by the wrong proposal's first wrong element (its pairs in brackets): which",
-               "elements the verifier checks.", "", *by_kind, ""] if by_kind else [])]
+               "elements the verifier checks; with detailed labels also at that element's own label (P(✓) there",
+               "against the same label of a right step: 0.5 = the label sits at its position's prior).", "",
+               *by_kind, ""] if by_kind else [])]
 
 
 def _paired(rows: list[dict]) -> list[str]:

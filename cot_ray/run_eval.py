@@ -114,9 +114,12 @@ def eval_checkpoint(config: PipelineConfig, pool, name: str, modes: list[str], o
 
 def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem], checkpoint: Path) -> dict | None:
     """Within-state and pooled AUC of the checkpoint's own verifier on its own proposals (at the
-    states of its greedy runs on the first ``eval.discrimination_problems`` problems)."""
-    from cot_ray.verify.discrimination import by_kind, discrimination, proposals_at
-    from cot_ray.verify.scoring import acceptance
+    states of its greedy runs on the first ``eval.discrimination_problems`` problems), by kind of
+    wrong element, and (detailed) at the wrong element's own label."""
+    import math
+
+    from cot_ray.verify.discrimination import at_wrong_element, by_kind, discrimination, proposals_at
+    from cot_ray.verify.scoring import label_acceptance
 
     e = config.eval
     if not e.discrimination_problems or not is_complete(checkpoint):
@@ -124,5 +127,7 @@ def _discrimination(config: PipelineConfig, pool, task, problems: list[Problem],
     detailed = config.reflective_sft.verification != "binary"
     proposals = proposals_at(pool, task, problems[:e.discrimination_problems], e.discrimination_samples,
                              e.execution("rmtp", task.name).revision_temperature, e.seed, detailed)
-    scores = acceptance(str(checkpoint), proposals)
-    return {**discrimination(proposals, scores).to_dict(), "by_kind": [asdict(k) for k in by_kind(proposals, scores)]}
+    labels = label_acceptance(str(checkpoint), proposals)
+    scores = [math.prod(x) for x in labels]
+    return {**discrimination(proposals, scores).to_dict(), "by_kind": [asdict(k) for k in by_kind(proposals, scores)],
+            "at_element": [asdict(k) for k in at_wrong_element(proposals, labels)]}

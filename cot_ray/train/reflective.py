@@ -16,7 +16,9 @@ Paper stage III, with our decisions for what it leaves open (docs/decisions.md, 
      tells nothing about the label and only the step does. A side the policy left short is
      filled: ✓ with the expert's step, ✗ with a right step that has one element wrong
      (:meth:`Task.corrupt_step`), its kind drawn from the failure kinds of the policy's own
-     wrong steps. Without this, at the states where the policy errs almost every sample is
+     wrong steps (``corruptions: every-kind``: one of every kind at every state, the ✓ side
+     repeated to match, so every element's ✗ label is common, not the policy's rare product
+     errors alone). Without this, at the states where the policy errs almost every sample is
      wrong, and a small verifier learns "this state is hard: reject", then rejects every
      revision there too (measured: 93-99.8% of right revisions rejected).
    - ``positive-cap`` (the default): the sampled steps as they come, correct ones capped at
@@ -113,13 +115,21 @@ def _corruption(task: Task, pos: LabelledStep, weights: Counter[str], detailed: 
     kinds = list(task.corruption_kinds(pos.step))
     while kinds:
         kind = rng.choices(kinds, weights=[weights[k] + 1 for k in kinds])[0]
-        step = task.corrupt_step(pos.state, pos.step, kind, rng)
-        if step is not None and step not in taken:
-            v = task.verify(pos.state, step, detailed=detailed)
-            return LabelledStep(task=task.name, state=pos.state, step=step, verification=v.text(), correct=False,
-                                source="corruption", kind=kind)
+        if (fill := _corrupted(task, pos, kind, detailed, taken, rng)) is not None:
+            return fill
         kinds.remove(kind)
     return None
+
+
+def _corrupted(task: Task, pos: LabelledStep, kind: str, detailed: bool, taken: set[str],
+               rng: random.Random) -> LabelledStep | None:
+    """``pos.step`` with one element of ``kind`` wrong, labelled; None if it has none or it is taken."""
+    step = task.corrupt_step(pos.state, pos.step, kind, rng)
+    if step is None or step in taken:
+        return None
+    v = task.verify(pos.state, step, detailed=detailed)
+    return LabelledStep(task=task.name, state=pos.state, step=step, verification=v.text(), correct=False,
+                        source="corruption", kind=kind)
 
 
 def _expert(task: Task, state: str, problem: Problem | None, detailed: bool) -> LabelledStep | None:
@@ -131,10 +141,11 @@ def _expert(task: Task, state: str, problem: Problem | None, detailed: bool) -> 
 
 
 def balance_per_state(task: Task, records: Sequence[LabelledStep], detailed: bool, rng: random.Random,
-                      problem_at: dict[str, Problem] | None = None) -> list[LabelledStep]:
+                      problem_at: dict[str, Problem] | None = None, every_kind: bool = False) -> list[LabelledStep]:
     """Equal ✓ and ✗ examples at every state (module docstring, item 4): distinct steps only, a
-    missing ✓ side filled by the expert, a short ✗ side by corruptions, then the smaller side
-    repeated until both are the same size."""
+    missing ✓ side filled by the expert, a short ✗ side by corruptions (``every_kind``: one
+    corruption of every kind of a right step first), then the smaller side repeated until both
+    are the same size."""
     weights = failure_kinds(task, records)
     by_state: dict[str, dict[str, LabelledStep]] = {}
     for r in records:
@@ -145,6 +156,10 @@ def balance_per_state(task: Task, records: Sequence[LabelledStep], detailed: boo
         neg = [r for r in distinct.values() if not r.correct]
         if not pos and (expert := _expert(task, state, (problem_at or {}).get(state), detailed)) is not None:
             pos = [expert]
+        for kind in task.corruption_kinds(pos[0].step) if every_kind and pos else ():
+            if (wrong := _corrupted(task, pos[0], kind, detailed, set(distinct), rng)) is not None:
+                distinct[wrong.step] = wrong
+                neg.append(wrong)
         while pos and len(neg) < len(pos):
             fill = _corruption(task, pos[len(neg) % len(pos)], weights, detailed, set(distinct), rng)
             if fill is None:
@@ -176,7 +191,8 @@ def verification_records(task_name: str, steps: Sequence[SampledStep], cfg: Refl
     rng = random.Random(cfg.seed)
     records = label(task, steps, detailed)
     if cfg.balance == "per-state":
-        records = balance_per_state(task, records, detailed, rng, {s.state: s.problem for s in steps})
+        records = balance_per_state(task, records, detailed, rng, {s.state: s.problem for s in steps},
+                                    every_kind=cfg.corruptions == "every-kind")
     else:
         records = cap_positives(records, cfg.max_positive_share, rng)
     if kind == "optional":

@@ -50,6 +50,8 @@ class Proposal:
     marks: tuple[str, ...] = ()
     kind: str | None = None
     """A wrong step's first wrong element (``Task.diagnose``, or the corruption's kind); None if right."""
+    first_wrong: int | None = None
+    """Detailed: the index of the wrong step's first ✗ label (None if right, or binary)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,9 +95,10 @@ def _proposal(task: Task, state: str, step: str, detailed: bool, greedy: bool = 
 
 def _labels(task: Task, state: str, step: str, detailed: bool) -> dict:
     if not detailed:
-        return {"n_labels": 1, "marks": ()}
+        return {"n_labels": 1, "marks": (), "first_wrong": None}
     truth = task.verify(state, step, detailed=True)
-    return {"n_labels": len(truth.labels), "marks": truth.marks}
+    first = None if truth.ok else truth.labels.index(False)
+    return {"n_labels": len(truth.labels), "marks": truth.marks, "first_wrong": first}
 
 
 def labelled_as(task: Task, proposals: Sequence[Proposal], detailed: bool) -> list[Proposal]:
@@ -163,6 +166,32 @@ def by_kind(proposals: Sequence[Proposal], acceptance: Sequence[float]) -> list[
             out.append(KindDiscrimination(kind=kind, within_state_auc=wins / pairs, pairs=int(pairs),
                                           wrong_acceptance=sum(seen) / len(seen)))
     return out
+
+
+def at_wrong_element(proposals: Sequence[Proposal], label_acceptance: Sequence[Sequence[float]]
+                     ) -> list[KindDiscrimination]:
+    """Per kind: at the same state, does the verifier doubt the wrong element itself? The chance
+    that P(✓) at a wrong step's first ✗ label is below P(✓) at the same label of a right step
+    (detailed verification; pairs where the right step has that label). Unlike :func:`by_kind`
+    it does not depend on how many labels a step has, and it says whether a verifier reads the
+    element or only sits at a position's prior (P(✓) alike for the two)."""
+    right: dict[str, list[Sequence[float]]] = {}
+    for p, probs in zip(proposals, label_acceptance):
+        if p.correct:
+            right.setdefault(p.state, []).append(probs)
+    wins: dict[str, list[float]] = {}
+    seen: dict[str, list[float]] = {}
+    for p, probs in zip(proposals, label_acceptance):
+        i = p.first_wrong
+        if p.correct or i is None:
+            continue
+        others = [r[i] for r in right.get(p.state, []) if i < len(r)]
+        if others:
+            w, n = rank_pairs(others, [probs[i]])
+            wins.setdefault(p.kind or "other", []).extend([w, n])
+            seen.setdefault(p.kind or "other", []).append(probs[i])
+    return [KindDiscrimination(kind=k, within_state_auc=sum(v[::2]) / sum(v[1::2]), pairs=int(sum(v[1::2])),
+                               wrong_acceptance=sum(seen[k]) / len(seen[k])) for k, v in wins.items()]
 
 
 def discrimination(proposals: Sequence[Proposal], acceptance: Sequence[float]) -> Discrimination:

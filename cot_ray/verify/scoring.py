@@ -11,6 +11,7 @@ the rollout pool's engines.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from cot_ray.tasks import NEGATIVE, POSITIVE
@@ -20,6 +21,12 @@ from cot_ray.verify.discrimination import Proposal
 
 def acceptance(checkpoint: str, proposals: Sequence[Proposal], batch_size: int = 128) -> list[float]:
     """P(every label ✓ | state, step) for each proposal (``n_labels`` labels), in order."""
+    return [math.prod(labels) for labels in label_acceptance(checkpoint, proposals, batch_size)]
+
+
+def label_acceptance(checkpoint: str, proposals: Sequence[Proposal], batch_size: int = 128) -> list[list[float]]:
+    """P(✓ | state, step, ✓ before it) at each label of each proposal, in order: where in a
+    step a detailed verifier's doubt sits (:func:`cot_ray.verify.discrimination.at_wrong_element`)."""
     import torch
 
     from cot_ray.model import load_model
@@ -30,7 +37,7 @@ def acceptance(checkpoint: str, proposals: Sequence[Proposal], batch_size: int =
     seqs, at = zip(*(_accepting(tok.verify_prompt(p.state, p.step), p, tok, yes) for p in proposals)) \
         if proposals else ((), ())
     order = sorted(range(len(proposals)), key=lambda i: len(seqs[i]))
-    out = [0.0] * len(proposals)
+    out: list[list[float]] = [[] for _ in proposals]
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -41,7 +48,7 @@ def acceptance(checkpoint: str, proposals: Sequence[Proposal], batch_size: int =
                 ids[r, :len(seqs[i])], mask[r, :len(seqs[i])] = torch.tensor(seqs[i]), 1
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[..., [yes, no]], dim=-1)
             for r, i in enumerate(rows):
-                out[i] = float(logp[r, list(at[i]), 0].sum().exp())
+                out[i] = logp[r, list(at[i]), 0].exp().tolist()
     return out
 
 

@@ -130,3 +130,20 @@ def test_acceptance_is_the_teacher_forced_chance_of_all_positive_labels(tmp_path
     pair = torch.softmax(logits[[len(prompt) - 1, len(prompt) + 2, len(prompt) + 3]][:, [yes, no]], dim=-1)[:, 0]
     assert got[2] == pytest.approx(float(pair.prod()), rel=1e-4)
     assert got[2] != pytest.approx(got[1], rel=1e-3)
+
+
+def test_at_wrong_element_compares_the_wrong_label_with_the_same_label_of_a_right_step():
+    """A verifier that doubts the wrong product itself scores 1 on products; one whose doubt sits
+    at a label position whatever is written there scores 0.5 on copies, however long the steps."""
+    from cot_ray.verify.discrimination import at_wrong_element
+
+    def prop(state: str, correct: bool, first_wrong: int | None = None, kind: str | None = None) -> Proposal:
+        return Proposal(state=state, step=f"{state}{kind}", correct=correct, greedy=False, n_labels=3,
+                        kind=kind, first_wrong=first_wrong)
+
+    props = [prop("a", True), prop("a", False, 1, "product"), prop("a", False, 2, "copy"), prop("b", False, 0, "sum")]
+    labels = [[0.9, 0.9, 0.4], [0.9, 0.1, 0.9], [0.9, 0.9, 0.4], [0.1, 0.9, 0.9]]
+    got = {k.kind: k for k in at_wrong_element(props, labels)}
+    assert got["product"].within_state_auc == 1.0 and got["product"].wrong_acceptance == pytest.approx(0.1)
+    assert got["copy"].within_state_auc == 0.5 and got["copy"].pairs == 1
+    assert "sum" not in got  # no right step at state b to compare with

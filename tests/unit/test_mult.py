@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import Problem, get_task
-from cot_ray.tasks.mult import DIGIT_RANGES
+from cot_ray.tasks.mult import DIGIT_RANGES, MsdLayout, Multiplication
 
 mult = get_task("mult")
 LAYOUTS = [get_task("mult"), get_task("mult-msd")]
@@ -190,6 +190,4 @@ def test_restated_verdicts_are_the_detailed_verdicts_on_expert_steps_and_on_ever
                 state = plain.transition(state, step).next_state
     assert {"product", "copy", "sum", "align", "delta", "state", "count"} <= checked
     with pytest.raises(ValueError, match="LSD"):
-        from cot_ray.tasks.mult import Multiplication, MsdLayout
-
         Multiplication(MsdLayout(), "x", restate=True)

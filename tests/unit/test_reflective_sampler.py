@@ -92,6 +92,26 @@ def test_per_state_fills_draw_the_policys_failure_kinds_most():
     assert kinds.most_common(1)[0][0] == "copy" and len(kinds) > 2
 
 
+def test_every_kind_corrupts_each_element_kind_at_every_state_and_stays_balanced():
+    """``every_kind``: one corruption of every kind the right step allows, at each state, each
+    wrong in the kind it claims; the ✓ side repeated to as many examples."""
+    records = []
+    for q in problems(mult, "id-hard", 20, 0, "reflective"):
+        state = mult.initial_state(q)
+        records.append(LabelledStep(task="mult", state=state, step=mult.expert_step(state), verification="✓",
+                                    correct=True))
+    out = balance_per_state(mult, records, detailed=True, rng=random.Random(0), every_kind=True)
+    plain = balance_per_state(mult, records, detailed=True, rng=random.Random(0))
+    for r in records:
+        at = [o for o in out if o.state == r.state]
+        wrong = [o for o in at if not o.correct]
+        assert {o.kind for o in wrong} == set(mult.corruption_kinds(r.step))
+        assert all(mult.diagnose(o.state, o.step) == o.kind and not mult.verify(o.state, o.step, True).ok
+                   for o in wrong)
+        assert sum(o.correct for o in at) == len(wrong)
+    assert len(out) > 4 * len(plain)
+
+
 def test_detailed_labels_and_positive_cap():
     pool = LocalPool(ExpertPolicy(mult, step_error=0.3))
     queries = problems(mult, "id-easy", 30, 0, "reflective")

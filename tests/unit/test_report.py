@@ -116,7 +116,9 @@ def test_write_report(tmp_path):
                      "pass@1": 0.5, "pass@4": 0.75, "pass@16": 1.0, "wrong_greedy_states": 12, "theorem1_rmtp": 0.8,
                      "discrimination": {"within_state_auc": 0.55, "pooled_auc": 0.85, "states": 31,
                                         "by_kind": [{"kind": "copy", "within_state_auc": 0.5, "pairs": 40,
-                                                     "wrong_acceptance": 0.9}]},
+                                                     "wrong_acceptance": 0.9}],
+                                        "at_element": [{"kind": "copy", "within_state_auc": 0.625, "pairs": 40,
+                                                        "wrong_acceptance": 0.8}]},
                      "vs_mtp": {"difference": 0.23, "low": 0.15, "high": 0.31}})
     (tmp_path / "eval").mkdir()
     RunLayout(tmp_path).eval_records("stage3-reflective-sft", "mult", "id-easy", "mtp").write_text(
@@ -131,6 +133,7 @@ def test_write_report(tmp_path):
     assert ("| stage3-reflective-sft | mult | id-easy | 90.0 | 55.0 / 85.0 (31) | 10.0 / 20.0 | 30.0 / 40.0 |" in text
             and "| 50.0 / 75.0 / 100.0 (12) | 80.0 | 75.0 [68.6, 80.5] |" in text)  # Theorem 1 beside measured
     assert "- stage3-reflective-sft, mult id-easy: copy 50.0 (40)" in text  # AUC by the wrong element
+    assert "  - at the wrong element's own label: copy 62.5" in text
     assert "| stage3-reflective-sft | mult | id-easy | RMTP | 10.0 (10) | - | 7.5 (40) | - |" in text
     assert "| stage3-reflective-sft | mult | id-easy | RMTP - MTP | +23.0 [+15.0, +31.0] |" in text  # paired
     assert "(no difference)" not in text.split("paired")[-1].split("##")[0]
