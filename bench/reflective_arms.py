@@ -36,10 +36,13 @@ Arms (``--arms``; the first is the baseline):
 - ``restated-every-kind``: ``restated-half`` with one corruption of every element kind at every
   state (``corruptions: every-kind``): the ✗ labels of every element common (at ``fill``, 0.9% of
   the product labels were ✗);
-- ``restated-every-kind-90``: the same with 90% of the mixture verification: can the model learn
-  the checks at all in stage III's budget (a learnability probe, not a recipe: planning suffers).
+- ``restated-every-kind-4x``: ``restated-every-kind`` with 4x stage III's steps (2,000): the budget
+  lever, against ``restated-every-kind`` (not an equal-budget arm; its time ratio says the cost);
+- ``restated-every-kind-90``: ``restated-every-kind`` with 90% of the mixture verification: can the
+  model learn the checks at all in stage III's budget (a learnability probe, not a recipe: planning
+  suffers).
 
-An arm with a task variant (``restated``) labels the same sampled steps, and runs the same
+An arm with a task variant (the ``restated`` arms) labels the same sampled steps, and runs the same
 problems, in that variant's verification format; its planning steps are the run's task's.
 
 An arm measured on the same problems by an earlier invocation (``results-<split>.json``) is not
@@ -99,6 +102,9 @@ ARMS: dict[str, Arm] = {
     "restated-every-kind": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
                                                           "verification_share": 0.5, "corruptions": "every-kind"},
                                variant="mult-restated"),
+    "restated-every-kind-4x": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
+                                                             "verification_share": 0.5, "corruptions": "every-kind",
+                                                             "steps": 2000}, variant="mult-restated"),
     "restated-every-kind-90": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
                                                              "verification_share": 0.9, "corruptions": "every-kind"},
                                   variant="mult-restated"),
