@@ -34,8 +34,8 @@ def label_acceptance(checkpoint: str, proposals: Sequence[Proposal], batch_size:
     tok = Tokenizer()
     yes, no = tok.token_to_id[POSITIVE], tok.token_to_id[NEGATIVE]
     model = load_model(checkpoint).eval()
-    seqs, at = zip(*(_accepting(tok.verify_prompt(p.state, p.step), p, tok, yes) for p in proposals)) \
-        if proposals else ((), ())
+    forced = [_accepting(tok.verify_prompt(p.state, p.step), p, tok, yes) for p in proposals]
+    seqs, at = [seq for seq, _ in forced], [positions for _, positions in forced]
     order = sorted(range(len(proposals)), key=lambda i: len(seqs[i]))
     out: list[list[float]] = [[] for _ in proposals]
     with torch.inference_mode():
