@@ -31,6 +31,10 @@ Arms (``--arms``; the first is the baseline):
 - ``per-state-restated`` (Mult): ``per-state-detailed`` in the ``mult-restated`` format: before the
   label of each digit product its inputs (the other operand's digit, u, the carry written before
   it), before each copy the number copied, so a label checks what sits beside it;
+- ``per-state-recomputed`` (Mult): ``per-state-restated`` in the ``mult-recomputed`` format: each
+  product's inputs, the written value and ``=`` the right one, each sum after ``=`` the right sum
+  of the numbers written before it: the verifier computes what it checks (a generation target on
+  every example) and its label compares two adjacent numbers;
 - ``restated-half``: ``per-state-restated`` with half of the mixture verification: the exposure
   control of the next arm;
 - ``restated-every-kind``: ``restated-half`` with one corruption of every element kind at every
@@ -97,6 +101,8 @@ ARMS: dict[str, Arm] = {
     "per-state-weighted": Arm(data="per-state", changes={"balance": "per-state", "verification_weight": 200.0}),
     "per-state-restated": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"},
                               variant="mult-restated"),
+    "per-state-recomputed": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"},
+                                variant="mult-recomputed"),
     "restated-half": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
                                                     "verification_share": 0.5}, variant="mult-restated"),
     "restated-every-kind": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",

@@ -25,7 +25,9 @@ from cot_ray.tasks.sudoku import BoardLayout, FillsLayout, ListedLayout, SlotsLa
 TASKS: dict[str, Callable[[], Task]] = {
     "mult": lambda: Multiplication(LsdLayout(), "mult"),
     # the same, its detailed verification restating each digit product's and each copy's inputs
-    "mult-restated": lambda: Multiplication(LsdLayout(), "mult-restated", restate=True),
+    "mult-restated": lambda: Multiplication(LsdLayout(), "mult-restated", marks="restated"),
+    # the same, each product's and each sum's right value recomputed before its label
+    "mult-recomputed": lambda: Multiplication(LsdLayout(), "mult-recomputed", marks="recomputed"),
     "mult-msd": lambda: Multiplication(MsdLayout(), "mult-msd"),  # the first layout, a baseline
     "sudoku": lambda: Sudoku(FillsLayout(), "sudoku"),
     "sudoku-listed": lambda: Sudoku(ListedLayout(), "sudoku-listed"),  # the paper's step: listings, fills, board

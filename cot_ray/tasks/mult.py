@@ -190,17 +190,23 @@ _ADDITION_KINDS = {3: ("copy", "align", "sum"), 1: ("sum",)}
 """Failure kinds of an addition's fields: r copied, delta shifted into place, the sum."""
 
 
+MARKS = ("restated", "recomputed")
+"""Detailed verifications that write what each label checks before it (:meth:`Multiplication._marked`)."""
+
+
 class Multiplication:
     """The integer multiplication task, in one of the two layouts."""
 
     family: TaskFamily = "mult"
 
-    def __init__(self, layout: LsdLayout | MsdLayout | None = None, name: str = "mult", restate: bool = False) -> None:
+    def __init__(self, layout: LsdLayout | MsdLayout | None = None, name: str = "mult", marks: str = "") -> None:
         self.layout = layout or LsdLayout()
         self.name = name
-        if restate and not isinstance(self.layout, LsdLayout):
-            raise ValueError("restated verification reads the LSD layout's written additions; use LsdLayout")
-        self.restate = restate
+        if marks not in ("", *MARKS):
+            raise ValueError(f"marks: expected one of {', '.join(MARKS)} or '', got {marks!r}")
+        if marks and not isinstance(self.layout, LsdLayout):
+            raise ValueError(f"{marks} verification reads the LSD layout's written additions; use LsdLayout")
+        self.marks = marks
 
     def generate(self, difficulty: str, rng: random.Random) -> Problem:
         """Digit counts (dx, dy) uniform over the grid cells of the level, then uniform numbers.
@@ -269,22 +275,26 @@ class Multiplication:
             return Verification((False,))
         if not detailed:
             return Verification((self._invariant_holds(parsed, step),))
-        if self.restate:
-            return self._restated(state, step)
+        if self.marks:
+            return self._marked(state, step)
         return Verification(tuple(ok for _, ok in self.elements(state, step)))
 
-    def _restated(self, state: str, step: str) -> Verification:
-        """Detailed verification that writes, before the label of each digit product and each copy,
-        the inputs it is checked against, taken from the state and the step only (never the
-        expert's value: a teacher-forced mark gives a verifier nothing it could not copy).
+    def _marked(self, state: str, step: str) -> Verification:
+        """Detailed verification that writes, before the label of each digit product and each copy
+        (and, ``recomputed``, each sum), what it is checked against, from the state and the step
+        only (never the expert's value):
 
         - product j: the other operand's digit d_j, u and c, the tens digit of the product written
-          before it (0 first), then ✓ when the written w_j equals d_j * u + c: a times-table
-          lookup beside its inputs, as the policy wrote it, instead of a comparison with an
-          unseen right value. Locally right products are all right (c starts at 0), so the step's
-          verdict is the expert's; after a first wrong product, a later one is judged on its own.
+          before it (0 first); ``recomputed`` adds the written w_j and ``=`` v, the right value
+          d_j * u + c. ✓ when w_j = v: restated, a times-table lookup beside its inputs;
+          recomputed, the lookup written out (what the policy does to write w_j, trained on every
+          example, not only on the rare ✗) and the label a comparison of two adjacent numbers.
+          Locally right products are all right (c starts at 0), so the step's verdict is the
+          expert's; after a first wrong product, a later one is judged on its own.
         - an addition's copy of r: the number it copies (the state's r first, then the sum
           written before it), then ✓ when it is the same number (zero padding is alignment).
+        - an addition's sum (``recomputed``): ``=`` and the right sum of the two numbers written
+          before it, ✓ when the written sum is that number.
         Every other element keeps its plain label (:meth:`elements`)."""
         elements = self.elements(state, step)
         p = self.layout.parse(step)
@@ -293,20 +303,27 @@ class Multiplication:
         m = _STATE.match(state)
         assert m is not None, state
         other = m[2] if p.operand == "x" else m[1]
+        recompute = self.marks == "recomputed"
         labels, marks = [], []
-        j = k = 0
+        j = k = s = 0
         for kind, ok in elements:
             mark = ""
             if kind in ("product", "carry"):
                 d = int(other[j]) if j < len(other) else 0
                 c = int(p.products[j - 1][0]) if 0 < j <= len(p.products) else 0
-                mark = f"{d}{p.u}{c}"
-                ok = j < len(p.products) and j < len(other) and int(p.products[j]) == d * p.u + c
+                written = p.products[j] if j < len(p.products) else ""
+                mark = f"{d}{p.u}{c}" + (f"{written}={d * p.u + c:02d}" if recompute else "")
+                ok = j < len(other) and written == f"{d * p.u + c:02d}"
                 j += 1
             elif kind == "copy":
                 source = m[3] if k == 0 else p.additions[k - 1][2]
                 mark, ok = source, p.additions[k][0].rstrip("0") == source.rstrip("0")
                 k += 1
+            elif kind == "sum" and recompute:
+                a, b, written = p.additions[s]
+                right = _rev(int(a[::-1]) + int(b[::-1]))
+                mark, ok = f"={right}", written == right
+                s += 1
             labels.append(ok)
             marks.append(mark)
         return Verification(tuple(labels), tuple(marks))

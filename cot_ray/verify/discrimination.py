@@ -40,7 +40,8 @@ from cot_ray.tasks import Problem, Task, step_is_right
 class Proposal:
     """A step proposed at a held-out state, the expert's verdict, and whether it was the greedy
     step (``n_labels``: how many labels a detailed verification of it has, ``marks``: what a
-    restated verification writes before each label, from the state and the step only)."""
+    marked verification writes before each label; scoring decodes the verifier's own marks where
+    the truth has them: :mod:`cot_ray.verify.scoring`)."""
 
     state: str
     step: str
@@ -172,7 +173,7 @@ def at_wrong_element(proposals: Sequence[Proposal], label_acceptance: Sequence[S
                      ) -> list[KindDiscrimination]:
     """Per kind: at the same state, does the verifier doubt the wrong element itself? The chance
     that P(✓) at a wrong step's first ✗ label is below P(✓) at the same label of a right step
-    (detailed verification; pairs where the right step has that label). Unlike :func:`by_kind`
+    (detailed verification; pairs where both steps have that label). Unlike :func:`by_kind`
     it does not depend on how many labels a step has, and it says whether a verifier reads the
     element or only sits at a position's prior (P(✓) alike for the two)."""
     right: dict[str, list[Sequence[float]]] = {}
@@ -186,7 +187,7 @@ def at_wrong_element(proposals: Sequence[Proposal], label_acceptance: Sequence[S
         if p.correct or i is None:
             continue
         others = [r[i] for r in right.get(p.state, []) if i < len(r)]
-        if others:
+        if others and i < len(probs):  # a decoded verification may write fewer labels
             w, n = rank_pairs(others, [probs[i]])
             wins.setdefault(p.kind or "other", []).extend([w, n])
             seen.setdefault(p.kind or "other", []).append(probs[i])

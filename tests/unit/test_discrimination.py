@@ -112,9 +112,7 @@ def test_acceptance_is_the_teacher_forced_chance_of_all_positive_labels(tmp_path
     save_checkpoint(build_model("tiny", seed=3, max_positions=256), tmp_path)
     props = [Proposal(state="21*3+0", step="x1:20:03=3;0+3=3;20*3+3", correct=True, greedy=True, n_labels=1),
              Proposal(state="5*7+0", step="y7:0:35=53;00+53=53;5*0+53", correct=True, greedy=False, n_labels=3)]
-    restated = Proposal(state="5*7+0", step="y7:0:35=53;00+53=53;5*0+53", correct=True, greedy=False, n_labels=3,
-                        marks=("", "12", ""))
-    got = acceptance(str(tmp_path), [*props, restated], batch_size=2)
+    got = acceptance(str(tmp_path), props, batch_size=2)
     tok, model = Tokenizer(), load_model(str(tmp_path)).eval()
     yes, no = tok.token_to_id["✓"], tok.token_to_id["✗"]
     for p, a in zip(props, got):
@@ -123,13 +121,45 @@ def test_acceptance_is_the_teacher_forced_chance_of_all_positive_labels(tmp_path
         pair = torch.softmax(logits[len(prompt) - 1:, [yes, no]], dim=-1)[:, 0]
         assert a == pytest.approx(float(pair.prod()), rel=1e-4)
         assert 0 < a < 1
-    # marks are fed before their labels: ✓ after the step, "12" then ✓, then the last label
-    prompt = tok.verify_prompt(restated.state, restated.step)
-    seq = prompt + [yes] + tok.encode("12") + [yes]
-    logits = model(input_ids=torch.tensor([seq])).logits[0]
-    pair = torch.softmax(logits[[len(prompt) - 1, len(prompt) + 2, len(prompt) + 3]][:, [yes, no]], dim=-1)[:, 0]
-    assert got[2] == pytest.approx(float(pair.prod()), rel=1e-4)
-    assert got[2] != pytest.approx(got[1], rel=1e-3)
+
+
+def test_marked_verifications_are_decoded_greedily_with_accepting_labels(tmp_path):
+    """A verification with marks is the checkpoint's own: batched, left-padded, KV-cached decoding
+    reads P(✓) wherever the likeliest token is a label and feeds ✓ there, exactly as a one-sequence
+    greedy loop without a cache does; marks are never teacher-forced."""
+    import torch
+
+    from cot_ray.model import build_model, save_checkpoint
+    from cot_ray.tokenizer import Tokenizer
+    from cot_ray.verify.scoring import _decoded
+
+    tok = Tokenizer()
+    yes, no = tok.token_to_id["✓"], tok.token_to_id["✗"]
+    model = build_model("tiny", seed=5, max_positions=256).eval()
+    with torch.no_grad():  # labels likely at some positions, so that marks and labels both occur
+        model.lm_head.weight[[yes, no]] *= 6
+    save_checkpoint(model, tmp_path)
+    props = [Proposal(state=s, step=st, correct=True, greedy=False, n_labels=2, marks=("1", ""))
+             for s, st in [("21*3+0", "x1:20:03=3;0+3=3;20*3+3"), ("5*7+0", "y7:0:35=53;00+53=53;5*0+53"),
+                           ("1503*72+0", "y7:02:07,35,03,21=75312;00000+75312=75312;1503*02+75312")]]
+    got = _decoded(model, props, batch_size=2, max_tokens=16)
+    stops, labels_seen, marks_seen = (tok.verify_mark_id, tok.eos_id), 0, 0
+    for p, probs in zip(props, got):
+        seq, want = tok.verify_prompt(p.state, p.step), []
+        for _ in range(16):
+            logits = model(input_ids=torch.tensor([seq])).logits[0, -1]
+            nxt = int(logits.argmax())
+            if nxt in (yes, no):
+                want.append(float(torch.softmax(logits[[yes, no]], dim=-1)[0]))
+                nxt = yes
+            else:
+                marks_seen += nxt not in stops
+            if nxt in stops:
+                break
+            seq.append(nxt)
+        labels_seen += len(want)
+        assert probs == pytest.approx(want, rel=1e-4, abs=1e-6)
+    assert labels_seen and marks_seen  # the test exercised both
 
 
 def test_at_wrong_element_compares_the_wrong_label_with_the_same_label_of_a_right_step():

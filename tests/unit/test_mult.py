@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from cot_ray.data.corpus import expert_trace
 from cot_ray.tasks import Problem, get_task
-from cot_ray.tasks.mult import DIGIT_RANGES, MsdLayout, Multiplication
+from cot_ray.tasks.mult import DIGIT_RANGES, LsdLayout, MsdLayout, Multiplication
 
 mult = get_task("mult")
 LAYOUTS = [get_task("mult"), get_task("mult-msd")]
@@ -154,6 +154,19 @@ def test_the_longest_ood_hard_expert_step_fits_the_step_budget_and_the_1m_contex
     assert len(tok.plan_prompt(state)) + step <= 768  # cpu-small's max_positions
 
 
+def test_recomputed_verifications_of_sampled_ood_hard_expert_paths_fit_the_verification_budget():
+    from cot_ray.mtp import ExecutionConfig
+
+    task, rng, longest = get_task("mult-recomputed"), random.Random(3), 0
+    for _ in range(200):
+        state = task.initial_state(task.generate("ood-hard", rng))
+        while state is not None:
+            step = task.expert_step(state)
+            longest = max(longest, len(task.verify(state, step, detailed=True).text()) + 1)  # and the closing |
+            state = task.transition(state, step).next_state
+    assert 150 < longest <= ExecutionConfig().max_verify_tokens
+
+
 def test_restated_verification_writes_each_check_s_inputs_from_the_written_step():
     """Before each product's label: the other operand's digit, u and the tens digit of the product
     *written* before it; before each copy: the number copied. A wrong product changes the next
@@ -170,8 +183,27 @@ def test_restated_verification_writes_each_check_s_inputs_from_the_written_step(
     assert not bad.ok
 
 
-def test_restated_verdicts_are_the_detailed_verdicts_on_expert_steps_and_on_every_corruption():
-    restated, plain, rng = get_task("mult-restated"), get_task("mult"), random.Random(7)
+def test_recomputed_verification_writes_each_product_s_and_sum_s_right_value_beside_the_written_one():
+    """Recomputed: each product's inputs, the written w_j, then = and d_j*u+c; each sum after =
+    the right sum of the two numbers written before it. A label is a comparison of two adjacent
+    numbers, and a wrong element's right value is the local one, never the expert's."""
+    task, state = get_task("mult-recomputed"), "1503*72+0"
+    good = task.expert_step(state)
+    v = task.verify(state, good, detailed=True)
+    assert v.ok and v.text() == "✓✓17007=07✓57035=35✓07303=03✓37021=21✓✓0✓✓=75312✓✓"
+    bad = task.verify(state, good.replace("35,03", "45,03"), detailed=True)
+    assert [m for m in bad.marks if m][1:3] == ["57045=35", "07403=04"]
+    assert bad.labels[2:6] == (True, False, False, True)
+    # a wrong sum: its right value is the sum of what the step wrote
+    wrong_sum = good.replace("00000+75312=75312", "00000+75312=75313")
+    w = task.verify(state, wrong_sum, detailed=True)
+    assert "=75312" in w.marks and w.labels[w.marks.index("=75312")] is False
+    assert get_task("mult-restated").verify(state, wrong_sum, detailed=True).ok is False
+
+
+@pytest.mark.parametrize("name", ["mult-restated", "mult-recomputed"])
+def test_marked_verdicts_are_the_detailed_verdicts_on_expert_steps_and_on_every_corruption(name):
+    restated, plain, rng = get_task(name), get_task("mult"), random.Random(7)
     checked = set()
     for difficulty in ("id-easy", "id-hard"):
         for _ in range(40):
@@ -185,9 +217,12 @@ def test_restated_verdicts_are_the_detailed_verdicts_on_expert_steps_and_on_ever
                     if wrong is not None:
                         v = restated.verify(state, wrong, detailed=True)
                         assert not v.ok, (kind, state, wrong)
-                        assert len(v.marks) in (0, len(v.labels)) and all(m.isdigit() or not m for m in v.marks)
+                        assert len(v.marks) in (0, len(v.labels))
+                        assert all(m.replace("=", "").isdigit() or not m for m in v.marks)
                         checked.add(kind)
                 state = plain.transition(state, step).next_state
     assert {"product", "copy", "sum", "align", "delta", "state", "count"} <= checked
     with pytest.raises(ValueError, match="LSD"):
-        Multiplication(MsdLayout(), "x", restate=True)
+        Multiplication(MsdLayout(), "x", marks="restated")
+    with pytest.raises(ValueError, match="marks"):
+        Multiplication(LsdLayout(), "x", marks="restate")
