@@ -35,6 +35,9 @@ Arms (``--arms``; the first is the baseline):
   product's inputs, the written value and ``=`` the right one, each sum after ``=`` the right sum
   of the numbers written before it: the verifier computes what it checks (a generation target on
   every example) and its label compares two adjacent numbers;
+- ``per-state-paired`` (Mult): ``per-state-recomputed`` in the ``mult-paired`` format: each copy,
+  sum and answer interleaved digit by digit with what it must equal, so a label looks for one
+  differing adjacent pair (wrong copies and answers are most of the policy's wrong steps);
 - ``restated-half``: ``per-state-restated`` with half of the mixture verification: the exposure
   control of the next arm;
 - ``restated-every-kind``: ``restated-half`` with one corruption of every element kind at every
@@ -103,6 +106,8 @@ ARMS: dict[str, Arm] = {
                               variant="mult-restated"),
     "per-state-recomputed": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"},
                                 variant="mult-recomputed"),
+    "per-state-paired": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed"},
+                            variant="mult-paired"),
     "restated-half": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",
                                                     "verification_share": 0.5}, variant="mult-restated"),
     "restated-every-kind": Arm(data="per-state", changes={"balance": "per-state", "verification": "detailed",

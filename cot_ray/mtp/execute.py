@@ -51,7 +51,7 @@ class ExecutionConfig:
     revision_temperature: float = 1.0
     verify_temperature: float = 0.0
     max_step_tokens: int = 640  # the longest expert step of an OOD-Hard product (10 equal digits) is 594
-    max_verify_tokens: int = 272  # the longest recomputed (mult-recomputed) verification of an OOD-Hard step is 255
+    max_verify_tokens: int = 320  # longest sampled verifications: mult-paired ID-Hard 303, mult-recomputed OOD-Hard 255
     seed: int = 0
 
     def __post_init__(self) -> None:

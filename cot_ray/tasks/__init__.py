@@ -28,6 +28,8 @@ TASKS: dict[str, Callable[[], Task]] = {
     "mult-restated": lambda: Multiplication(LsdLayout(), "mult-restated", marks="restated"),
     # the same, each product's and each sum's right value recomputed before its label
     "mult-recomputed": lambda: Multiplication(LsdLayout(), "mult-recomputed", marks="recomputed"),
+    # the same, every long number compared written digit by digit beside the one it must equal
+    "mult-paired": lambda: Multiplication(LsdLayout(), "mult-paired", marks="paired"),
     "mult-msd": lambda: Multiplication(MsdLayout(), "mult-msd"),  # the first layout, a baseline
     "sudoku": lambda: Sudoku(FillsLayout(), "sudoku"),
     "sudoku-listed": lambda: Sudoku(ListedLayout(), "sudoku-listed"),  # the paper's step: listings, fills, board

@@ -190,7 +190,7 @@ _ADDITION_KINDS = {3: ("copy", "align", "sum"), 1: ("sum",)}
 """Failure kinds of an addition's fields: r copied, delta shifted into place, the sum."""
 
 
-MARKS = ("restated", "recomputed")
+MARKS = ("restated", "recomputed", "paired")
 """Detailed verifications that write what each label checks before it (:meth:`Multiplication._marked`)."""
 
 
@@ -295,15 +295,21 @@ class Multiplication:
           written before it), then ✓ when it is the same number (zero padding is alignment).
         - an addition's sum (``recomputed``): ``=`` and the right sum of the two numbers written
           before it, ✓ when the written sum is that number.
+        - ``paired``: ``recomputed``, but every long number compared (a copy and its source, a sum
+          and its right value, an answer and the state's r) is written digit by digit, each
+          written digit beside the one it must equal (:func:`_paired`), so that the label asks
+          whether any adjacent pair differs instead of comparing two numbers tens of tokens apart.
         Every other element keeps its plain label (:meth:`elements`)."""
         elements = self.elements(state, step)
         p = self.layout.parse(step)
+        m = _STATE.match(state)
+        if self.marks == "paired" and m is not None and (a := _ANSWER.match(step)) is not None:
+            return Verification((_same(a[1], m[3]),), (_paired(a[1], m[3]),))
         if p is None:  # an answer or an unreadable step: one plain label
             return Verification(tuple(ok for _, ok in elements))
-        m = _STATE.match(state)
         assert m is not None, state
         other = m[2] if p.operand == "x" else m[1]
-        recompute = self.marks == "recomputed"
+        recompute, paired = self.marks in ("recomputed", "paired"), self.marks == "paired"
         labels, marks = [], []
         j = k = s = 0
         for kind, ok in elements:
@@ -317,12 +323,14 @@ class Multiplication:
                 j += 1
             elif kind == "copy":
                 source = m[3] if k == 0 else p.additions[k - 1][2]
-                mark, ok = source, p.additions[k][0].rstrip("0") == source.rstrip("0")
+                mark = _paired(p.additions[k][0], source) if paired else source
+                ok = _same(p.additions[k][0], source)
                 k += 1
             elif kind == "sum" and recompute:
                 a, b, written = p.additions[s]
                 right = _rev(int(a[::-1]) + int(b[::-1]))
-                mark, ok = f"={right}", written == right
+                mark = _paired(written, right) if paired else f"={right}"
+                ok = _same(written, right) if paired else written == right
                 s += 1
             labels.append(ok)
             marks.append(mark)
@@ -382,6 +390,18 @@ class Multiplication:
 
     def check_answer(self, problem: Problem, answer: str) -> bool:
         return answer.strip() == problem.answer
+
+
+def _same(written: str, right: str) -> bool:
+    """Two numbers written least-significant digit first are equal (zero padding is alignment)."""
+    return written.rstrip("0") == right.rstrip("0")
+
+
+def _paired(written: str, right: str) -> str:
+    """``written`` and ``right`` (LSD) interleaved digit by digit, the shorter padded with 0s:
+    ``_paired("753", "75")`` is ``"775530"``; they are equal when every pair is."""
+    width = max(len(written), len(right))
+    return "".join(w + r for w, r in zip(written.ljust(width, "0"), right.ljust(width, "0")))
 
 
 def _expert_operand(x: int, y: int) -> str:

@@ -201,7 +201,20 @@ def test_recomputed_verification_writes_each_product_s_and_sum_s_right_value_bes
     assert get_task("mult-restated").verify(state, wrong_sum, detailed=True).ok is False
 
 
-@pytest.mark.parametrize("name", ["mult-restated", "mult-recomputed"])
+def test_paired_verification_writes_each_compared_digit_beside_the_one_it_must_equal():
+    """Paired: a copy, a sum and an answer are interleaved digit by digit with what they must
+    equal (zero padding is alignment), so one differing adjacent pair is the error."""
+    task, state = get_task("mult-paired"), "1503*72+0"
+    good = task.expert_step(state)  # y7:02:07,35,03,21=75312;00000+75312=75312;1503*02+75312
+    assert task.verify(state, good, detailed=True).text() == (
+        "✓✓17007=07✓57035=35✓07303=03✓37021=21✓✓0000000000✓✓7755331122✓✓")
+    w = task.verify(state, good.replace("00000+75312=75312", "00000+75312=75412"), detailed=True)
+    assert "7755431122" in w.marks and w.labels[w.marks.index("7755431122")] is False
+    assert task.verify("0*72+21573", "a21573", detailed=True).text() == "2211557733✓"
+    assert task.verify("0*72+21573", "a2157", detailed=True).text() == "2211557703✗"
+
+
+@pytest.mark.parametrize("name", ["mult-restated", "mult-recomputed", "mult-paired"])
 def test_marked_verdicts_are_the_detailed_verdicts_on_expert_steps_and_on_every_corruption(name):
     restated, plain, rng = get_task(name), get_task("mult"), random.Random(7)
     checked = set()

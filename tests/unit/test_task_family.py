@@ -11,7 +11,8 @@ from cot_ray.tasks import FAMILIES, TASKS, family_of, get_task, question_key, st
 
 def test_every_task_belongs_to_one_family_and_the_families_cover_the_tasks():
     assert {name: family_of(name) for name in TASKS} == {
-        "mult": "mult", "mult-restated": "mult", "mult-msd": "mult", "sudoku": "sudoku", "sudoku-listed": "sudoku",
+        "mult": "mult", "mult-restated": "mult", "mult-recomputed": "mult", "mult-paired": "mult", "mult-msd": "mult",
+        "sudoku": "sudoku", "sudoku-listed": "sudoku",
         "sudoku-slots": "sudoku", "sudoku-board": "sudoku", "sudoku-board-restated": "sudoku"}
     assert sorted(n for f in FAMILIES for n in tasks_of(f)) == sorted(TASKS)
     with pytest.raises(ValueError, match="unknown task 'chess'"):
