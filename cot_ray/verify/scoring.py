@@ -73,12 +73,17 @@ def _accepting(prompt: list[int], p: Proposal, yes: int) -> tuple[list[int], lis
     return seq, list(range(len(prompt) - 1, len(seq)))
 
 
-def _decoded(model, proposals: Sequence[Proposal], batch_size: int, max_tokens: int = 272) -> list[list[float]]:
+def _decoded(model, proposals: Sequence[Proposal], batch_size: int, max_tokens: int | None = None) -> list[list[float]]:
     """Greedy verifications of ``proposals`` (KV-cached ``generate``): wherever the checkpoint's
     likeliest next token is a label, P(✓) against ✗ is read there and ✓ is fed, so later marks and
-    labels are the ones an accepting verification would write; decoding stops at ``|``."""
+    labels are the ones an accepting verification would write; decoding stops at ``|`` or after
+    ``max_tokens`` (default: the RMTP's verification budget)."""
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
+
+    from cot_ray.mtp import ExecutionConfig
+
+    max_tokens = max_tokens or ExecutionConfig().max_verify_tokens
 
     tok = Tokenizer()
     yes, no = tok.token_to_id[POSITIVE], tok.token_to_id[NEGATIVE]
@@ -101,10 +106,13 @@ def _decoded(model, proposals: Sequence[Proposal], batch_size: int, max_tokens: 
             scores[label, yes] = 0.0
             return scores
 
-    out: list[list[float]] = []
+    every = [tok.verify_prompt(p.state, p.step) for p in proposals]
+    order = sorted(range(len(every)), key=lambda i: len(every[i]))  # alike steps verify alike lengths
+    out: list[list[float]] = [[] for _ in proposals]
     with torch.inference_mode():
-        for start in range(0, len(proposals), batch_size):
-            prompts = [tok.verify_prompt(p.state, p.step) for p in proposals[start:start + batch_size]]
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            prompts = [every[i] for i in rows]
             width = max(len(x) for x in prompts)
             ids = torch.tensor([[tok.pad_id] * (width - len(x)) + x for x in prompts])
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts])
@@ -112,5 +120,6 @@ def _decoded(model, proposals: Sequence[Proposal], batch_size: int, max_tokens: 
             model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
                            logits_processor=LogitsProcessorList([accept]), eos_token_id=list(stops),
                            pad_token_id=tok.pad_id)
-            out += accept.probs
+            for i, probs in zip(rows, accept.probs):
+                out[i] = probs
     return out
